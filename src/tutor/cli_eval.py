@@ -1,0 +1,233 @@
+"""`tutor eval` and `tutor calibrate`: parse, call tutor.evals, render. Registered by one import in cli.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tutor.cli import app, err, fail, out
+from tutor.evals.dataset import PRESETS, LoadResult, Preset, load_files, parse_label_map
+from tutor.models import Verdict
+
+FilesArg = Annotated[
+    list[Path], typer.Argument(help="JSONL files: golden rows or ../shared/benchmarks rows.")
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(help=f"Label preset: {', '.join(PRESETS)} (default: chosen from the file path)."),
+]
+LabelMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-map", help="Map dataset labels to verdicts, e.g. 'contradictory=incorrect,ok=correct'."
+    ),
+]
+
+
+def _load(files: list[Path], preset: str | None, label_map: str | None, split: str | None) -> LoadResult:
+    for f in files:
+        if not f.is_file():
+            fail(f"{f}: no such file")
+    chosen: Preset | None = None
+    if preset is not None:
+        if preset not in PRESETS:
+            fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        chosen = PRESETS[preset]
+    mapping: dict[str, Verdict] | None = None
+    if label_map is not None:
+        try:
+            mapping = parse_label_map(label_map)
+        except ValueError as e:
+            fail(f"--label-map: {e}")
+    if split is not None and split not in ("train", "test"):
+        fail(f"--split must be 'train' or 'test', not {split!r}")
+    from tutor.rubric import RubricError, default_bank
+
+    try:
+        bank = default_bank()
+    except (RubricError, FileNotFoundError) as e:
+        err.print(
+            f"[yellow]warning:[/] question bank not loaded ({escape(str(e))}); rows naming bank "
+            "questions will be skipped"
+        )
+        bank = None
+    res = load_files(files, bank, chosen, mapping, split)
+    if res.issues:
+        err.print(f"[yellow]warning:[/] skipped {len(res.issues)} row(s) that could not be used:")
+        for issue in res.issues[:20]:
+            err.print(f"  {escape(str(issue))}")
+        if len(res.issues) > 20:
+            err.print(f"  … and {len(res.issues) - 20} more (all are listed in --report/--json output)")
+    if not res.rows:
+        where = f" in split {split!r}" if split else ""
+        fail(f"no usable rows{where} in {', '.join(map(str, files))}")
+    return res
+
+
+def _grade_fn(judge: str | None, grader: Any) -> Any:
+    if judge is None:
+        return grader.grade
+    try:
+        from tutor import judge as J
+    except ImportError:
+        fail("--judge needs the tutor.judge module, which is not installed in this version")
+    try:
+        spec = J.resolve_judge(judge) if hasattr(J, "resolve_judge") else J.get_judge(judge)
+    except Exception as e:  # the registry raises its own error types; show them, never a traceback
+        fail(f"--judge {judge}: {e}")
+    return lambda q, a: J.grade_with_judge(q, a, spec, grader)
+
+
+@app.command("eval")
+def eval_cmd(
+    files: FilesArg,
+    judge: Annotated[
+        str | None, typer.Option(help="Also grade with an LLM judge, e.g. 'ollama:qwen2.5'.")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write report.json, report.md and plots here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    label_map: LabelMapOpt = None,
+    preset: PresetOpt = None,
+    split: Annotated[str | None, typer.Option(help="Only rows of this split: train or test.")] = None,
+    thresholds: Annotated[
+        Path | None, typer.Option(help="Calibration file to grade with (default: evals/calibration.json).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Measure the grader against labelled answers: QWK, accuracy, F1, confusion matrix, latency."""
+    res = _load(files, preset, label_map, split)
+    from tutor.evals import runner
+    from tutor.evals.report import write_report
+    from tutor.grader import load_thresholds
+
+    if thresholds is not None and not thresholds.is_file():
+        fail(f"--thresholds {thresholds}: no such file")
+    try:
+        t = load_thresholds(thresholds)
+    except (ValueError, json.JSONDecodeError) as e:
+        fail(f"calibration file unusable: {e}; re-run `tutor calibrate` or delete it")
+    batch = len(res.rows) > runner.BATCH_EMBED_ABOVE
+    grader = runner.make_grader(t, cache_answers=batch)
+    if batch:
+        runner.prefetch(grader, res.rows, progress=progress)
+    results, wall = runner.run(res.rows, _grade_fn(judge, grader), progress=progress)
+    rep = runner.build_report(results, wall, embeddings_cached=batch)
+    rep["files"] = [str(f) for f in files]
+    rep["split"] = split
+    rep["thresholds_version"] = t.version
+    rep["thresholds"] = t.model_dump()
+    rep["issues"] = [str(i) for i in res.issues]
+    rep["skipped_by_split"] = res.skipped_by_split
+    if report is not None:
+        by_label: dict[str, list[float]] = {}
+        for r in results:
+            by_label.setdefault(r.row.label, []).append(r.grade.score)
+        paths = write_report(report, rep, by_label, (t.partial, t.correct))
+        if not as_json:
+            out.print(f"report written: {', '.join(str(p) for p in paths)}")
+    if as_json:
+        print(json.dumps(rep, indent=2, ensure_ascii=False))
+        return
+    _render(rep)
+
+
+def _fmt(x: Any) -> str:
+    return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _render(rep: dict[str, Any]) -> None:
+    ci, base, tw = rep["ci95"], rep["baseline_constant"], rep["two_way"]
+    tab = Table(title=f"{rep['n']} answers, thresholds {rep['thresholds_version']}")
+    tab.add_column("metric")
+    tab.add_column("value", justify="right")
+    tab.add_column("95% CI")
+    tab.add_column("constant baseline", justify="right")
+    tab.add_row("QWK", _fmt(rep["qwk"]), f"{_fmt(ci['qwk'][0])}–{_fmt(ci['qwk'][1])}", _fmt(base["qwk"]))
+    tab.add_row(
+        "accuracy",
+        _fmt(rep["accuracy"]),
+        f"{_fmt(ci['accuracy'][0])}–{_fmt(ci['accuracy'][1])}",
+        _fmt(base["accuracy"]),
+    )
+    tab.add_row("macro-F1", _fmt(rep["macro_f1"]), "", _fmt(base["macro_f1"]))
+    tab.add_row("Cohen's kappa", _fmt(rep["kappa"]), "", "")
+    tab.add_row("2-way accuracy / weighted F1", f"{_fmt(tw['accuracy'])} / {_fmt(tw['weighted_f1'])}", "", "")
+    tab.add_row("Spearman(score, label)", _fmt(rep["spearman_score_vs_label"]), "", "")
+    if rep.get("numeric"):
+        tab.add_row(
+            "Pearson / RMSE vs gold score",
+            f"{_fmt(rep['numeric']['pearson'])} / {_fmt(rep['numeric']['rmse'])}",
+            "",
+            "",
+        )
+    lat = rep["latency"]
+    tab.add_row("latency p50 / p95 (ms)", f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])}", "", "")
+    tab.add_row("answers/s", _fmt(lat["answers_per_s"]), "", "")
+    out.print(tab)
+    cm = Table(title="confusion (rows gold, columns predicted)")
+    cm.add_column("gold")
+    for lab in rep["confusion"]["labels"]:
+        cm.add_column(lab, justify="right")
+    for lab, row in zip(rep["confusion"]["labels"], rep["confusion"]["matrix"], strict=True):
+        cm.add_row(lab, *map(str, row))
+    out.print(cm)
+    if rep.get("judge"):
+        out.print(
+            "judge: "
+            + ", ".join(f"{k} {_fmt(v)}" for k, v in rep["judge"].items() if not isinstance(v, dict))
+        )
+
+
+@app.command()
+def calibrate(
+    files: FilesArg,
+    split: Annotated[
+        str | None, typer.Option(help="Fit on this split only (golden rows: 'train').")
+    ] = "train",
+    label_map: LabelMapOpt = None,
+    preset: PresetOpt = None,
+    grid: Annotated[
+        bool, typer.Option(help="Also grid-search cover_full, cover_min, reference_weight.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default: evals/calibration.json).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fit the verdict thresholds on labelled train rows; grading then uses them by default."""
+    res = _load(files, preset, label_map, split)
+    from tutor.evals import calibrate as C
+    from tutor.evals import runner
+    from tutor.grader import Thresholds
+    from tutor.paths import evals_dir
+
+    if output is None:
+        try:
+            output = evals_dir() / C.CALIBRATION_FILE
+        except FileNotFoundError as e:
+            fail(f"{e}; pass --out PATH")
+    grader = runner.make_grader(Thresholds(), cache_answers=True)
+    runner.prefetch(grader, res.rows, progress=progress)
+    t, info = C.fit(res.rows, grader, C.DEFAULT_GRID if grid else None)
+    try:
+        from tutor.rubric import default_bank
+
+        bank_version: str | None = default_bank().version
+    except Exception:
+        bank_version = None
+    t = C.write_calibration(
+        output, t, info, [str(f) for f in files], split, {"bank_version": bank_version, "grader": grader.name}
+    )
+    b, a = info["train_before"], info["train_after"]
+    out.print(
+        f"calibrated on {info['n']} {split or 'all'} rows: "
+        f"partial >= {t.partial:.2f}, correct >= {t.correct:.2f}"
+        + ("".join(f", {k} {getattr(t, k)}" for k in C.DEFAULT_GRID) if grid else "")
+        + f"\ntrain QWK {_fmt(b['qwk'])} -> {_fmt(a['qwk'])}, accuracy {_fmt(b['accuracy'])} -> "
+        f"{_fmt(a['accuracy'])}\nwrote {output} ({t.version})"
+    )

@@ -1,0 +1,1 @@
+"""Measuring the grader: eval datasets, agreement metrics, reports and threshold calibration."""

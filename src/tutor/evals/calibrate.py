@@ -1,0 +1,142 @@
+"""Fit the grader's verdict thresholds on labelled train rows and write evals/calibration.json.
+
+The score does not depend on the verdict cut-offs, so the answers are graded once and the (partial, correct)
+pair is found by exhaustive search on a 0.01 grid, maximising QWK (ties: accuracy). Optionally a small grid
+over other Thresholds fields is searched too; each point re-grades the train rows from cached embeddings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tutor.evals import metrics as M
+from tutor.evals.dataset import ORDINAL, EvalRow
+from tutor.grader import CALIBRATION_FILE, EmbeddingGrader, Thresholds
+from tutor.models import Grade
+
+CALIBRATION_FORMAT = 1
+CUT_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+
+# The optional wider search (`tutor calibrate --grid`): few values each, so it stays a sanity check rather
+# than an overfit to a few hundred train answers.
+DEFAULT_GRID: dict[str, list[float]] = {
+    "cover_full": [0.55, 0.62, 0.70],
+    "cover_min": [0.35, 0.45],
+    "reference_weight": [0.0, 0.15, 0.3],
+}
+
+
+def blocked(g: Grade) -> bool:
+    """Grades the grader never calls correct whatever the score (misconception, wrong number)."""
+    return bool(g.misconceptions) or bool(g.numeric and g.numeric.found and not g.numeric.correct)
+
+
+def apply_cutoffs(scores: np.ndarray, block: np.ndarray, partial: float, correct: float) -> np.ndarray:
+    """Ordinal verdicts (0 incorrect, 1 partial, 2 correct), the same rule as the grader's."""
+    return np.where((scores >= correct) & ~block, 2, np.where(scores >= partial, 1, 0))
+
+
+def fit_cutoffs(
+    gold: Sequence[str], scores: Sequence[float], block: Sequence[bool], grid: np.ndarray = CUT_GRID
+) -> tuple[float, float, float, float]:
+    """Best (partial, correct) cut-offs by QWK then accuracy. Returns (partial, correct, qwk, accuracy)."""
+    g = np.array([ORDINAL[x] for x in gold])
+    s, b = np.asarray(scores, float), np.asarray(block, bool)
+    best = (-2.0, -1.0, 0.35, 0.7)
+    for p, c in itertools.combinations(grid, 2):  # p < c
+        pred = apply_cutoffs(s, b, p, c)
+        cm = np.bincount(g * 3 + pred, minlength=9).reshape(3, 3)
+        q = M.qwk_from_confusion(cm)
+        q = -1.0 if np.isnan(q) else q
+        acc = float(np.trace(cm) / len(g))
+        if (q, acc) > best[:2]:
+            best = (q, acc, float(p), float(c))
+    return best[2], best[3], best[0], best[1]
+
+
+def grade_all(grader: EmbeddingGrader, rows: Sequence[EvalRow]) -> list[Grade]:
+    return [grader.grade(r.question, r.answer) for r in rows]
+
+
+def fit(
+    rows: Sequence[EvalRow],
+    grader: EmbeddingGrader,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    base: Thresholds | None = None,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """Fit thresholds on rows (with a grid, the grader should embed answers through a CachedEmbedder)."""
+    base = base or Thresholds()
+    gold = [r.label for r in rows]
+    points = (
+        [dict(zip(grid, vals, strict=True)) for vals in itertools.product(*grid.values())] if grid else [{}]
+    )
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, float, Thresholds] | None = None
+    before: dict[str, Any] | None = None
+    for point in points:
+        grader.t = base.model_copy(update=point)
+        grades = grade_all(grader, rows)
+        if before is None:
+            before = M.verdict_metrics(gold, [g.verdict for g in grades]) if not point else None
+        p, c, q, acc = fit_cutoffs(gold, [g.score for g in grades], [blocked(g) for g in grades])
+        tried.append({**point, "partial": p, "correct": c, "qwk": round(q, 4), "accuracy": round(acc, 4)})
+        if best is None or (q, acc) > best[:2]:
+            best = (q, acc, grader.t.model_copy(update={"partial": p, "correct": c}))
+    assert best is not None
+    fitted = best[2]
+    if before is None:  # a grid was searched: also report the defaults for comparison
+        grader.t = base
+        before = M.verdict_metrics(gold, [g.verdict for g in grade_all(grader, rows)])
+    grader.t = fitted
+    after = M.verdict_metrics(gold, [g.verdict for g in grade_all(grader, rows)])
+    info = {
+        "n": len(rows),
+        "objective": "qwk (ties: accuracy)",
+        "cutoff_grid": [float(CUT_GRID[0]), float(CUT_GRID[-1]), 0.01],
+        "grid": {k: list(v) for k, v in (grid or {}).items()},
+        "tried": tried if grid else None,
+        "train_before": {k: before[k] for k in ("n", "accuracy", "macro_f1", "qwk")},
+        "train_after": {k: after[k] for k in ("n", "accuracy", "macro_f1", "qwk")},
+    }
+    return fitted, info
+
+
+def version_for(t: Thresholds, when: dt.datetime) -> str:
+    body = json.dumps(t.model_dump(exclude={"version"}), sort_keys=True)
+    return f"calib-{when:%Y%m%d}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+
+
+def write_calibration(
+    path: Path,
+    thresholds: Thresholds,
+    info: Mapping[str, Any],
+    files: Sequence[str],
+    split: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> Thresholds:
+    """Write the calibration file `load_thresholds()` reads ({"thresholds": {...}} plus how they were fit)."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    t = thresholds.model_copy(update={"version": version_for(thresholds, now)})
+    doc = {
+        "format": CALIBRATION_FORMAT,
+        "version": t.version,
+        "created": now.isoformat(),
+        "thresholds": t.model_dump(),
+        "fit": {"files": list(files), "split": split, **info, **(extra or {})},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+    return t
+
+
+__all__ = ["CALIBRATION_FILE", "DEFAULT_GRID", "apply_cutoffs", "fit", "fit_cutoffs", "write_calibration"]

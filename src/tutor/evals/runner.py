@@ -1,0 +1,195 @@
+"""Grade eval rows and turn the results into one report dict (the object `tutor eval --json` prints)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tutor import text as T
+from tutor.embed import CachedEmbedder, default_embedder
+from tutor.evals import metrics as M
+from tutor.evals.dataset import ORDINAL, EvalRow
+from tutor.grader import EmbeddingGrader, Thresholds
+from tutor.models import Grade, Question
+
+GradeFn = Callable[[Question, str], Grade]
+
+# Above this many answers, answer texts are embedded in large batches up front (much faster on a CPU);
+# per-answer latency then excludes embedding time, and the report says so.
+BATCH_EMBED_ABOVE = 1000
+
+
+@dataclass
+class EvalResult:
+    row: EvalRow
+    grade: Grade
+    latency_s: float
+
+
+def make_grader(thresholds: Thresholds | None = None, cache_answers: bool = False) -> EmbeddingGrader:
+    """A grader for evals. With cache_answers, answer embeddings go through the disk cache too (fast reruns
+    and batch prefetch); without it, latency is what a learner would see."""
+    inner = default_embedder()
+    return EmbeddingGrader(embedder=CachedEmbedder(inner) if cache_answers else inner, thresholds=thresholds)
+
+
+def progress_bar(console: Console | None = None, enabled: bool = True) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def answer_unit_texts(answer: str) -> list[str]:
+    text, _ = T.normalise_answer(answer)
+    return [u.text for u in T.answer_units(text)] if text else []
+
+
+def prefetch(
+    grader: EmbeddingGrader, rows: Sequence[EvalRow], progress: bool = True, chunk: int = 512
+) -> int:
+    """Embed every rubric and every answer unit in large batches, so grading then only reads the cache.
+    Only possible when the grader's answer embedder is a CachedEmbedder. Returns the number of texts."""
+    if not isinstance(grader.embedder, CachedEmbedder):
+        return 0
+    questions = {r.question.model_dump_json(): r.question for r in rows}
+    texts = list(dict.fromkeys(t for r in rows for t in answer_unit_texts(r.answer)))
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task("embedding answers", total=len(texts) + len(questions))
+        for q in questions.values():
+            grader.targets(q)
+            bar.advance(task)
+        for i in range(0, len(texts), chunk):
+            grader.embedder.encode(texts[i : i + chunk])
+            bar.advance(task, min(chunk, len(texts) - i))
+    return len(texts)
+
+
+def run(rows: Sequence[EvalRow], grade_fn: GradeFn, progress: bool = True) -> tuple[list[EvalResult], float]:
+    """Grade every row; returns the results and the wall time in seconds."""
+    results: list[EvalResult] = []
+    t0 = time.perf_counter()
+    with progress_bar(enabled=progress and len(rows) > 20) as bar:
+        task = bar.add_task("grading", total=len(rows))
+        for r in rows:
+            s = time.perf_counter()
+            g = grade_fn(r.question, r.answer)
+            results.append(EvalResult(r, g, time.perf_counter() - s))
+            bar.advance(task)
+    return results, time.perf_counter() - t0
+
+
+def _disagreements(results: Sequence[EvalResult], k: int = 10) -> list[dict[str, Any]]:
+    def gap(r: EvalResult) -> tuple[int, float]:
+        target = r.row.score if r.row.score is not None else ORDINAL[r.row.label] / 2
+        return abs(ORDINAL[r.row.label] - ORDINAL[r.grade.verdict]), abs(r.grade.score - target)
+
+    worst = sorted((r for r in results if r.row.label != r.grade.verdict), key=gap, reverse=True)[:k]
+    return [
+        {
+            "id": r.row.id,
+            "source": r.row.source,
+            "question_id": r.row.question.id,
+            "answer": r.row.answer if len(r.row.answer) <= 400 else r.row.answer[:399] + "…",
+            "label": r.row.label,
+            "label_raw": r.row.label_raw,
+            "verdict": r.grade.verdict,
+            "score": r.grade.score,
+            "flags": r.grade.flags,
+        }
+        for r in worst
+    ]
+
+
+def judge_metrics(results: Sequence[EvalResult]) -> dict[str, Any] | None:
+    """Judge agreement and cost, read from each Grade's judge report (None when no judge was used)."""
+    reports = [(r, r.grade.judge) for r in results if r.grade.judge is not None]
+    if not reports:
+        return None
+
+    def get(rep: Any, name: str) -> Any:
+        return rep.get(name) if isinstance(rep, dict) else getattr(rep, name, None)
+
+    n = len(reports)
+    consistent = [get(j, "position_consistent") for _, j in reports]
+    consistent = [c for c in consistent if c is not None]
+    prefer = [get(j, "preferred_position") for _, j in reports]
+    scored = [(r, j) for r, j in reports if get(j, "verdict") is not None]
+    tokens = [get(j, "tokens") or 0 for _, j in reports]
+    lat = [get(j, "latency_s") for _, j in reports]
+    lat = [x for x in lat if x is not None]
+    out: dict[str, Any] = {
+        "n": n,
+        "unscored_rate": M._num(1 - len(scored) / n),
+        "position_consistency": M._num(np.mean(consistent)) if consistent else None,
+        "prefer_first": M._num(np.mean([p == "first" for p in prefer])) if any(prefer) else None,
+        "prefer_second": M._num(np.mean([p == "second" for p in prefer])) if any(prefer) else None,
+        "judge_only_qwk": M._num(
+            M.qwk([r.row.label for r, _ in scored], [get(j, "verdict") for _, j in scored])
+        )
+        if scored
+        else None,
+        "fused_qwk": M._num(M.qwk([r.row.label for r in results], [r.grade.verdict for r in results])),
+        "tokens_total": int(sum(tokens)),
+        "tokens_per_answer": M._num(sum(tokens) / n),
+        "latency": M.latency_stats(lat) if lat else None,
+    }
+    return out
+
+
+def build_report(
+    results: Sequence[EvalResult],
+    wall_s: float,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    embeddings_cached: bool = False,
+) -> dict[str, Any]:
+    gold = [r.row.label for r in results]
+    pred = [r.grade.verdict for r in results]
+    scores = [r.grade.score for r in results]
+    rep: dict[str, Any] = M.verdict_metrics(gold, pred)
+    rep["ci95"] = M.bootstrap_ci(gold, pred, n_boot=n_boot, seed=seed)
+    rep["ci95"]["bootstrap"] = {"resamples": n_boot, "seed": seed}
+    rep["baseline_constant"] = M.constant_baseline(gold)
+    rep["two_way"] = M.two_way_metrics([r.row.gold_2way for r in results], [v == "correct" for v in pred])
+    rep["spearman_score_vs_label"] = M.spearman(scores, [ORDINAL[g] for g in gold])
+    numeric = [(r.grade.score, r.row.score) for r in results if r.row.score is not None]
+    rep["numeric"] = (
+        {"n": len(numeric), "scale": "0-1 (gold score / max)", **M.correlation(*zip(*numeric, strict=True))}
+        if len(numeric) >= 3
+        else None
+    )
+    groups: dict[str, list[EvalResult]] = defaultdict(list)
+    for r in results:
+        groups[r.row.group].append(r)
+    rep["per_group"] = {
+        g: {
+            k: v
+            for k, v in M.verdict_metrics([x.row.label for x in rs], [x.grade.verdict for x in rs]).items()
+            if k != "confusion"
+        }
+        for g, rs in sorted(groups.items())
+    }
+    rep["label_counts"] = {v: gold.count(v) for v in M.LABELS}
+    rep["verdict_counts"] = {v: pred.count(v) for v in M.LABELS}
+    rep["disagreements"] = _disagreements(results)
+    rep["latency"] = {
+        **M.latency_stats([r.latency_s for r in results], wall_s),
+        "embeddings_cached": embeddings_cached,
+    }
+    rep["judge"] = judge_metrics(results)
+    rep["graders"] = sorted({r.grade.grader for r in results})
+    return rep

@@ -1,0 +1,48 @@
+"""Where things live: the user data dir (behind ``TUTOR_HOME``) and the packaged content."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+
+
+def tutor_home() -> Path:
+    """User data dir: progress database, caches, the judge model. ``TUTOR_HOME`` overrides it."""
+    env = os.environ.get("TUTOR_HOME")
+    if env:
+        home = Path(env).expanduser()
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        home = base / "tutor"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def cache_dir() -> Path:
+    d = tutor_home() / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _content_dir(name: str) -> Path:
+    # A wheel carries the content inside the package (hatch force-include); an editable install
+    # or a source checkout finds it at the repository root.
+    for candidate in (_PKG / name, _PKG.parent.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"cannot find the {name}/ directory next to the tutor package ({_PKG})")
+
+
+def rubrics_dir() -> Path:
+    env = os.environ.get("TUTOR_RUBRICS")
+    return Path(env) if env else _content_dir("rubrics")
+
+
+def prompts_dir() -> Path:
+    return _content_dir("prompts")
+
+
+def evals_dir() -> Path:
+    return _content_dir("evals")
