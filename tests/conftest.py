@@ -15,6 +15,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
+# The ONNX export is derived from the installed model package, so one build next to the venv serves every
+# test session (instead of ~20 s of exporting in each fresh TUTOR_HOME).
+os.environ.setdefault("TUTOR_MODELS", str(REPO / ".venv" / "tutor-models"))
 SHARED = REPO.parent / "shared"
 
 
@@ -36,3 +39,11 @@ def grader():
     from tutor.grader import get_grader
 
     return get_grader()
+
+
+@pytest.fixture(autouse=True)
+def _no_model_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches a model server by accident; tests that use a real local server re-enable it."""
+    import tutor.judge
+
+    monkeypatch.setattr(tutor.judge, "ALLOW_MODEL_REQUESTS", False)

@@ -11,7 +11,7 @@ import pytest
 from fsrs import State
 
 from tutor import store as store_mod
-from tutor.models import CoveredPoint, FoundMisconception, Grade, MissedPoint
+from tutor.models import CoveredPoint, FoundMisconception, Grade, JudgeReport, MissedPoint
 from tutor.store import MIGRATIONS, Store, StoreError, default_db_path
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -68,14 +68,23 @@ def test_attempt_round_trip_and_card(tutor_home: Path) -> None:
         aid = s.save_answer("ch11-1", "my answer\nsecond line", 2, T0 - timedelta(minutes=3), T0)
         pending = s.attempt(aid)
         assert pending.answer == "my answer\nsecond line" and not pending.graded and s.card("ch11-1") is None
-        judge = {"model": "x", "orders_agree": False, "verdicts": ["correct", "partial"]}
+        judge = JudgeReport(
+            judge="fake",
+            backend="fake",
+            model="x",
+            consistent=False,
+            embedding_score=0.5,
+            embedding_verdict="partial",
+            judge_weight=0.5,
+            rule="inconsistent",
+        )
         card = s.record_grade(aid, make_grade(judge=judge), rubric_version="v1")
         a = s.attempt(aid)
         assert (a.verdict, a.score, a.hints_used, a.rubric_version, a.rating) == ("partial", 0.5, 2, "v1", 2)
         assert a.started_at == "2025-03-01T08:57:00+00:00" and a.submitted_at == "2025-03-01T09:00:00+00:00"
         assert a.grade is not None and a.grade.feedback.startswith("Partly right")
         assert a.grade.misconceptions[0].correction == "Right."
-        assert a.judge == judge
+        assert a.judge == judge.model_dump(mode="json")
         # partial -> Hard: still learning, due again in 15 minutes
         assert card.state == State.Learning and card.due == T0 + timedelta(minutes=15)
         assert s.card("ch11-1") == card and s.review_count("ch11-1") == 1

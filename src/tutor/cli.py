@@ -104,19 +104,44 @@ def grade(
     question_id: Annotated[str, typer.Argument(help="Question id, e.g. ch13-1.")],
     answer: Annotated[str, typer.Argument(help="Your answer, or - to read it from standard input.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            metavar="SPEC",
+            help="Also grade with an LLM judge: local, openai:MODEL, ollama:MODEL, fake.",
+        ),
+    ] = None,
 ) -> None:
     """Grade one answer to one question."""
     bank = load_bank()
     q = get_question(bank, question_id)
     text = read_answer(answer)
+    judge_obj = None
+    if judge is not None:
+        from tutor.judge import JudgeSpecError, resolve_judge
+
+        try:
+            judge_obj = resolve_judge(judge)
+        except JudgeSpecError as e:
+            fail(str(e))
     from tutor.grader import get_grader  # heavy: only commands that grade pay for it
 
-    g = get_grader().grade(q, text)
+    if judge_obj is not None:
+        from tutor.judge.fuse import grade_with_judge
+
+        g = grade_with_judge(q, text, judge_obj, get_grader(), rubric_version=bank.version)
+    else:
+        g = get_grader().grade(q, text)
     if as_json:
         print(g.model_dump_json(indent=2))
     else:
         out.print(f"[bold]{q.id}[/] {escape(q.question)}\n")
         render_grade(g, q)
+        if g.judge is not None:
+            from tutor.cli_judge import render_judge
+
+            render_judge(g)
 
 
 @app.command()
@@ -139,8 +164,29 @@ def validate(
     out.print(f"ok: {len(bank)} questions in {len(bank.chapters)} chapters ({bank.source})")
 
 
+models_app = typer.Typer(help="The embedding model files (the ONNX export).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("build")
+def models_build(
+    force: Annotated[bool, typer.Option("--force", help="Export again even if the files exist.")] = False,
+) -> None:
+    """Export the embedding model to ONNX (fp32 and int8) once; `make setup` runs this."""
+    from tutor.embed_onnx import OnnxUnavailable, build, build_info_path
+
+    try:
+        paths = build(force=force)
+    except OnnxUnavailable as e:
+        fail(f"{e}. Grading still works with sentence-transformers (slower start).", code=1)
+    for precision, path in paths.items():
+        out.print(f"{precision}: {path}")
+    out.print(f"build info: {build_info_path()}")
+
+
+import tutor.cli_eval  # noqa: E402  (registers eval, calibrate)
+import tutor.cli_judge  # noqa: E402  (registers judge setup, judge serve)
 import tutor.cli_study  # noqa: E402, F401  (registers study, progress, history, flags)
-import tutor.cli_eval  # noqa: E402, F401  (registers eval, calibrate)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -69,18 +69,27 @@ def _load(files: list[Path], preset: str | None, label_map: str | None, split: s
     return res
 
 
+def _engine(judge: str) -> Any:
+    """One JudgeEngine (one reply cache) for the whole run; a bad spec or a judge that cannot start is a
+    clear error (exit 2), never a traceback."""
+    from tutor.judge import JudgeSpecError, resolve_judge
+    from tutor.judge.engine import JudgeEngine
+
+    try:
+        return JudgeEngine(resolve_judge(judge))
+    except JudgeSpecError as e:
+        fail(f"--judge {judge!r}: {e}")
+    except Exception as e:  # model not set up, SDK missing, server down: say so
+        fail(f"--judge {judge!r}: cannot start the judge: {e}")
+
+
 def _grade_fn(judge: str | None, grader: Any) -> Any:
     if judge is None:
         return grader.grade
-    try:
-        from tutor import judge as J
-    except ImportError:
-        fail("--judge needs the tutor.judge module, which is not installed in this version")
-    try:
-        spec = J.resolve_judge(judge) if hasattr(J, "resolve_judge") else J.get_judge(judge)
-    except Exception as e:  # the registry raises its own error types; show them, never a traceback
-        fail(f"--judge {judge}: {e}")
-    return lambda q, a: J.grade_with_judge(q, a, spec, grader)
+    from tutor.judge.fuse import grade_with_judge
+
+    engine = _engine(judge)
+    return lambda q, a: grade_with_judge(q, a, engine, grader)
 
 
 @app.command("eval")
@@ -97,6 +106,10 @@ def eval_cmd(
     thresholds: Annotated[
         Path | None, typer.Option(help="Calibration file to grade with (default: evals/calibration.json).")
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(help="Cache answer embeddings on disk (fast reruns; latency then excludes embedding)."),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Measure the grader against labelled answers: QWK, accuracy, F1, confusion matrix, latency."""
@@ -111,7 +124,7 @@ def eval_cmd(
         t = load_thresholds(thresholds)
     except (ValueError, json.JSONDecodeError) as e:
         fail(f"calibration file unusable: {e}; re-run `tutor calibrate` or delete it")
-    batch = len(res.rows) > runner.BATCH_EMBED_ABOVE
+    batch = cache or len(res.rows) > runner.BATCH_EMBED_ABOVE
     grader = runner.make_grader(t, cache_answers=batch)
     if batch:
         runner.prefetch(grader, res.rows, progress=progress)
@@ -194,6 +207,9 @@ def calibrate(
     grid: Annotated[
         bool, typer.Option(help="Also grid-search cover_full, cover_min, reference_weight.")
     ] = False,
+    judge: Annotated[
+        str | None, typer.Option(help="Also fit judge_weight with this judge (runs it on every train row).")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--out", help="Where to write (default: evals/calibration.json).")
     ] = None,
@@ -213,7 +229,11 @@ def calibrate(
             fail(f"{e}; pass --out PATH")
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
+    engine = _engine(judge) if judge is not None else None
     t, info = C.fit(res.rows, grader, C.DEFAULT_GRID if grid else None)
+    if engine is not None:
+        t, jinfo = C.fit_judge_weight(res.rows, grader, engine, t)
+        info.update(jinfo)
     try:
         from tutor.rubric import default_bank
 
@@ -228,6 +248,7 @@ def calibrate(
         f"calibrated on {info['n']} {split or 'all'} rows: "
         f"partial >= {t.partial:.2f}, correct >= {t.correct:.2f}"
         + ("".join(f", {k} {getattr(t, k)}" for k in C.DEFAULT_GRID) if grid else "")
+        + (f", judge_weight {t.judge_weight}" if judge else "")
         + f"\ntrain QWK {_fmt(b['qwk'])} -> {_fmt(a['qwk'])}, accuracy {_fmt(b['accuracy'])} -> "
         f"{_fmt(a['accuracy'])}\nwrote {output} ({t.version})"
     )

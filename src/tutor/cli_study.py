@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.padding import Padding
 
 from tutor.cli import app, fail, get_question, load_bank, out
 from tutor.models import Grade, Question
@@ -22,7 +23,6 @@ from tutor.store import Store, StoreError
 from tutor.study import (
     GradeFn,
     StudySession,
-    Warmup,
     default_grade_fn,
     default_warmup,
     flag_candidates,
@@ -37,24 +37,19 @@ def open_store() -> Store:
         fail(str(e))
 
 
-def judge_grade_fn(spec: str) -> GradeFn:
-    """A grade function that asks the LLM judge ``spec`` (e.g. ``ollama:qwen2.5:0.5b``)."""
-    try:
-        from tutor import judge as judge_mod
-    except ImportError:
-        fail(
-            "the LLM judge is not available in this installation (module tutor.judge is missing); "
-            "run `tutor study` without --judge to use the embedding grader"
-        )
+def judge_grade_fn(spec: str, rubric_version: str) -> GradeFn:
+    """Embedding grade sharpened by the LLM judge ``spec`` (e.g. ``local``, ``ollama:MODEL``)."""
+    from tutor import judge as judge_mod
+
     try:
         judge = judge_mod.resolve_judge(spec)
-    except Exception as e:  # the registry's errors already say which spec is wrong and what exists
-        fail(f"--judge {spec}: {e}")
+    except Exception as e:  # spec and setup errors say what is wrong and which forms exist
+        fail(f"--judge: {e}")
 
     def grade(q: Question, answer: str) -> Grade:
         from tutor.grader import get_grader
 
-        return judge_mod.grade_with_judge(q, answer, judge, get_grader())
+        return judge_mod.grade_with_judge(q, answer, judge, get_grader(), rubric_version=rubric_version)
 
     return grade
 
@@ -82,25 +77,29 @@ def study(
     bank = load_bank()
     if chapter is not None and chapter not in bank.chapters:
         fail(f"no chapter {chapter}; chapters are {', '.join(str(c) for c in sorted(bank.chapters))}")
-    grade_fn = judge_grade_fn(judge) if judge else default_grade_fn()
+    grade_fn = judge_grade_fn(judge, bank.version) if judge else default_grade_fn()
     store = open_store()
-    qs = bank.chapter(chapter) if chapter is not None else bank.questions
     _enable_line_editing()
+    # A progress bar from the model loader would scribble over the question the learner is reading.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     session = StudySession(
         bank,
         store,
         out,
         grade_fn=grade_fn,
-        warmup=Warmup(default_warmup(qs)),
+        warmup=default_warmup,
         chapter=chapter,
         new_limit=new,
     )
     try:
         session.run()
+    except sqlite3.Error as e:  # e.g. disk full, or another process holding a lock for over 30 s
+        fail(f"{store.path}: could not save progress ({e}). Answers saved before this point are kept.")
     finally:
         store.close()
-    if session.warmup is not None and not session.warmup.done:
-        # Quit before the model finished loading: everything is committed, so do not wait for it.
+    if session.warmup is not None and not session.warmup.stop(timeout=1):
+        # Still loading the model (the learner quit early). Everything is committed and closed; exiting
+        # normally would wait for the load, or abort inside torch while the interpreter shuts down.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
@@ -120,24 +119,26 @@ def progress(
     if as_json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    t = Table(title="Progress")
-    for col in ("ch", "seen", "new", "learning", "familiar", "mastered", "due now", "due ≤7d"):
-        t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("title", no_wrap=True, overflow="ellipsis", max_width=40)
+    # Plain fixed-width lines: rich tables drop narrow columns on an 80-column terminal.
+    cols = ("ch", "seen", "new", "learning", "familiar", "mastered", "due now", "due ≤7d")
+    widths = [len(c) for c in cols]
+    out.print("[bold]" + "  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)) + "  title[/]")
+    room = max(out.width - sum(widths) - 2 * len(widths), 12)
     for r in rows:
         m = r["mastery"]
-        t.add_row(
-            str(r["chapter"]),
+        cells = (
+            r["chapter"],
             f"{r['seen']}/{r['questions']}",
-            str(m["new"]),
-            str(m["learning"]),
-            str(m["familiar"]),
-            str(m["mastered"]),
-            str(r["due_now"]),
-            str(r["due_next_7_days"]),
-            escape(r["title"]),
+            m["new"],
+            m["learning"],
+            m["familiar"],
+            m["mastered"],
+            r["due_now"],
+            r["due_next_7_days"],
         )
-    out.print(t, soft_wrap=False)
+        title = r["title"] if len(r["title"]) <= room else r["title"][: room - 1] + "…"
+        line = "  ".join(str(v).rjust(w) for v, w in zip(cells, widths, strict=True))
+        out.print(f"{line}  {escape(title)}", soft_wrap=False)
     out.print(
         "[dim]Levels: learning = still in short-term steps or last answer incorrect; mastered = FSRS "
         "stability ≥ 21 days and the last two answers correct; familiar = in between.[/]"
@@ -189,23 +190,22 @@ def history(
     if not attempts:
         out.print("No attempts yet.")
         return
-    t = Table(show_lines=True)
-    for col in ("#", "submitted", "verdict", "score", "hints", "answer"):
-        t.add_column(col)
+    from tutor.study import VERDICT_STYLE
+
     for a in attempts:
-        verdict = a.verdict or "[dim]not graded (session ended first)[/]"
+        when = a.submitted_at.replace("T", " ")[:16]
+        if a.verdict is not None:
+            result = f"[{VERDICT_STYLE.get(a.verdict, 'bold')}]{a.verdict}[/] {a.score or 0:.2f}"
+        else:
+            result = "[dim]not graded (the session ended before grading)[/]"
+        hints = f" · {a.hints_used} hint(s)" if a.hints_used else ""
+        out.print(f"[bold]#{a.id}[/] {when} UTC · {result}{hints}")
+        out.print(Padding(escape(a.answer), (0, 0, 0, 4)), soft_wrap=False)
+        if a.grade is not None:
+            for m in a.grade.misconceptions:
+                out.print(f"    [magenta]misconception:[/] {escape(m.statement)}", soft_wrap=False)
         if a.flagged:
-            verdict += f"\n[magenta]disputed:[/] {escape(a.flag_comment or '')}"
-        score = f"{a.score:.2f}" if a.score is not None else "-"
-        t.add_row(
-            str(a.id),
-            a.submitted_at.replace("T", " ")[:16],
-            verdict,
-            score,
-            str(a.hints_used),
-            escape(a.answer),
-        )
-    out.print(t, soft_wrap=False)
+            out.print(f"    [magenta]disputed:[/] {escape(a.flag_comment or '')}", soft_wrap=False)
     if card is not None:
         out.print(f"Next review: {card.due.astimezone().strftime('%Y-%m-%d %H:%M')}")
 

@@ -58,6 +58,14 @@ class Thresholds(BaseModel):
     off_topic: float = Field(0.30, description="best unit-to-rubric cosine below this -> off topic, score 0")
     misconception_penalty: float = Field(0.5, description="score multiplier per misconception found")
     reference_weight: float = Field(0.15, description="weight of whole-answer similarity to the reference")
+    judge_weight: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="with an LLM judge whose two orders agree: final score = judge_weight * judge score + "
+        "(1 - judge_weight) * embedding score. 0.6 leans on the judge, which catches negations the "
+        "embeddings miss; `tutor calibrate` refits it on the golden train split.",
+    )
 
 
 CALIBRATION_FILE = "calibration.json"
@@ -145,15 +153,17 @@ class EmbeddingGrader:
                 "No attempt yet. Use a hint (?) or read the reference below, then try again later.",
             )
 
-        units = T.answer_units(text)
-        kept: list[T.Unit] = []
-        for u in units:
-            if T.is_grader_instruction(u.text):
+        # Sentences that address the grader or only list terms are removed whole, with every unit built
+        # from them (clauses and sentence pairs): they earn nothing, and what is left is graded as usual.
+        dropped: list[str] = []
+        for sent in T.sentences(text):
+            if T.is_grader_instruction(sent):
                 flags.append("grader_instruction")
-            elif T.is_keyword_salad(u.text):
+                dropped.append(sent)
+            elif T.is_keyword_salad(sent):
                 flags.append("keyword_salad")
-            else:
-                kept.append(u)
+                dropped.append(sent)
+        kept = [u for u in T.answer_units(text) if not any(d in u.text for d in dropped)]
         # A unit made only of the question's own words adds nothing, whatever it is similar to.
         copies = {i for i, u in enumerate(kept) if T.word_overlap(u.text, question.question) >= 0.85}
         if any(kept[i].text == kept[i].sentence for i in copies):
@@ -202,6 +212,15 @@ class EmbeddingGrader:
         # Misconceptions: each unit holds at most one, its closest, if that is clearly closer than any key point.
         found: list[FoundMisconception] = []
         held: dict[int, tuple[int, float]] = {}  # misconception index -> (unit, similarity)
+        # A misconception that states a number ("... so 30 TB") needs that number in the answer: embeddings
+        # of arithmetic are too alike to tell 30 TB from 60 TB.
+        stated = [x for x in T.quantities(text) if T.known_unit(x.unit)]
+        for mi, m in enumerate(q.misconceptions):
+            claimed = [x for p in m.phrasings for x in T.quantities(p) if T.known_unit(x.unit)]
+            if claimed and not any(
+                abs(a.in_unit(c.unit) - c.value) <= 0.05 * abs(c.value) for a in stated for c in claimed
+            ):
+                mis_ok[:, mi] = -1.0
         for ui in range(len(units)):
             if not q.misconceptions:
                 break
@@ -210,7 +229,12 @@ class EmbeddingGrader:
             if s >= t.misconception and s >= float(kp_ok[ui].max()) + t.misconception_margin:
                 if mi not in held or s > held[mi][1]:
                     held[mi] = (ui, s)
-        mis_units = {ui for ui, _ in held.values()}
+        # A sentence or sentence pair that contains a misconception earns nothing for the key points either,
+        # nor do the pieces of a misconception unit; clauses beside it in the same sentence still can.
+        held_texts = [units[ui].text for ui, _ in held.values()]
+        mis_units = {
+            ui for ui, u in enumerate(units) if any(h in u.text or u.text in h for h in held_texts)
+        }
         for mi, (ui, s) in sorted(held.items()):
             m = q.misconceptions[mi]
             found.append(FoundMisconception(

@@ -149,6 +149,72 @@ class NumericResult(BaseModel):
     correct: bool
 
 
+# ---------------------------------------------------------------- LLM judge reports
+
+JudgeOrder = Literal["A", "B"]  # A: reference then answer; B: answer then reference, lists reversed
+JudgeStatus = Literal["ok", "unscored", "error"]
+
+
+class JudgeReply(BaseModel):
+    """What the judge model must return (also the JSON schema sent to it, narrowed per question)."""
+
+    key_points_covered: list[str] = Field(default_factory=list, description="Ids of key points made.")
+    misconceptions_found: list[str] = Field(default_factory=list, description="Ids of misconceptions held.")
+    verdict: Verdict
+    score: int = Field(ge=0, le=10)
+    reason: str = Field(default="", description="One sentence.")
+
+
+class JudgeCall(BaseModel):
+    """One judge call (one order): its parsed reply or why there is none, and what it cost."""
+
+    order: JudgeOrder
+    status: JudgeStatus = Field(
+        description="ok; unscored = reply unparseable after one re-ask; error = "
+        "the backend failed after retries (timeouts, 429, 5xx) or was refused."
+    )
+    reply: JudgeReply | None = None
+    error: str | None = None
+    raw: str | None = Field(default=None, description="The last raw reply when it could not be parsed.")
+    requests: int = Field(0, description="Backend requests made, retries and the re-ask included.")
+    cached: bool = False
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class JudgeReport(BaseModel):
+    """Both orders of one judged answer, and how they were fused with the embedding grade."""
+
+    judge: str = Field(description="Spec of the judge, e.g. 'local' or 'openai:gpt-4o-mini'.")
+    backend: str
+    model: str
+    calls: list[JudgeCall] = Field(default_factory=list)
+    consistent: bool | None = Field(
+        default=None, description="Same verdict in both orders; None when fewer than two orders parsed."
+    )
+    preferred_position: Literal["first", "second"] | None = Field(
+        default=None,
+        description="When inconsistent: the answer got the better verdict when shown first "
+        "(order B) or second (order A).",
+    )
+    verdict: Verdict | None = Field(default=None, description="The judge's own verdict when consistent.")
+    score: float | None = Field(default=None, description="The judge's own score in [0, 1] (mean of orders).")
+    embedding_score: float
+    embedding_verdict: Verdict
+    judge_weight: float
+    rule: Literal["fused", "disputed", "inconsistent", "one_order", "fallback", "skipped"] = Field(
+        description="fused: both orders agree, score = weighted mix; disputed: the orders agree but the "
+        "embeddings found a misconception the judge missed; disputed / inconsistent / one_order: the more "
+        "conservative of the embedding and judge verdicts; fallback: no usable judge reply, embedding grade; "
+        "skipped: nothing to judge (empty or 'don't know')."
+    )
+    note: str = ""
+    latency_s: float = Field(0.0, description="Wall time of the judge step (orders run concurrently).")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class Grade(BaseModel):
     question_id: str
     score: float = Field(ge=0, le=1)
@@ -164,4 +230,4 @@ class Grade(BaseModel):
     )
     numeric: NumericResult | None = None
     grader: str = Field(description="What produced the grade, e.g. 'embedding:all-MiniLM-L6-v2'.")
-    judge: dict | None = Field(default=None, description="LLM judge details when a judge was used.")
+    judge: JudgeReport | None = Field(default=None, description="LLM judge details when a judge was used.")

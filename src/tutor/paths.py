@@ -26,6 +26,14 @@ def cache_dir() -> Path:
     return d
 
 
+def models_dir() -> Path:
+    """Derived model files (the ONNX export). ``TUTOR_MODELS`` overrides it, so tests can share one build."""
+    env = os.environ.get("TUTOR_MODELS")
+    d = Path(env).expanduser() if env else tutor_home() / "models"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def _content_dir(name: str) -> Path:
     # A wheel carries the content inside the package (hatch force-include); an editable install
     # or a source checkout finds it at the repository root.

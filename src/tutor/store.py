@@ -297,7 +297,7 @@ class Store:
                     grade.verdict,
                     grade.grader,
                     grade.model_dump_json(),
-                    json.dumps(grade.judge) if grade.judge is not None else None,
+                    grade.judge.model_dump_json() if grade.judge is not None else None,
                     rubric_version,
                     int(rating),
                     attempt_id,

@@ -13,6 +13,7 @@ Order of events for one answer, so that nothing typed is lost:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,19 +44,25 @@ HELP = (
 
 
 class Warmup:
-    """Loads the embedding model and rubric embeddings in a background thread.
+    """Loads the grading model in a background thread, started with the session.
 
-    Started when the session starts, so the model loads while the learner reads and types the first answer.
-    Daemon thread: quitting before it finishes must not wait for a model nobody will use.
+    ``load`` runs first; when it returns, grading may start (``wait`` returns). The ``then`` steps run
+    afterwards in the same thread (embedding the later questions' rubrics) without holding anyone up.
+    ``stop`` lets the current step finish and skips the rest: the process must not exit while the thread
+    is inside torch (that aborts with "terminate called without an active exception").
     """
 
-    def __init__(self, load: Callable[[], Any]):
+    def __init__(self, load: Callable[[], Any], then: Sequence[Callable[[], Any]] = ()):
         self._load = load
+        self._then = list(then)
         self._error: BaseException | None = None
+        self._ready = threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tutor-warmup", daemon=True)
 
     def start(self) -> Warmup:
-        self._thread.start()
+        if not self._thread.is_alive() and not self._ready.is_set():
+            self._thread.start()
         return self
 
     def _run(self) -> None:
@@ -63,29 +70,59 @@ class Warmup:
             self._load()
         except BaseException as e:  # re-raised in the main thread by wait()
             self._error = e
+            return
+        finally:
+            self._ready.set()
+        for step in self._then:
+            if self._stop.is_set():
+                return
+            # Only an optimisation: a failure here resurfaces when that question is graded.
+            with contextlib.suppress(Exception):
+                step()
 
     @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def busy(self) -> bool:
+        return self._thread.is_alive()
 
     def wait(self, console: Console | None = None) -> None:
-        if not self.done and console is not None:
+        if not self._ready.is_set() and console is not None:
             with console.status("Loading the grading model…"):
-                self._thread.join()
-        self._thread.join()
+                self._ready.wait()
+        self._ready.wait()
         if self._error is not None:
             raise self._error
 
+    def stop(self, timeout: float | None = None) -> bool:
+        """Skip the remaining steps and wait for the current one; True if the thread has finished."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
-def default_warmup(questions: Sequence[Question]) -> Callable[[], None]:
+
+def default_warmup(questions: Sequence[Question]) -> Warmup:
+    """Model + the first question's rubric before grading may start; each later question's rubric after."""
+
     def load() -> None:
         from tutor.grader import get_grader  # heavy import (torch): done in the background thread
 
         g = get_grader()
         g.embedder.encode(["warm up"])
-        g.warm(questions)
+        g.warm(questions[:1])
 
-    return load
+    def warm_one(q: Question) -> Callable[[], None]:
+        def step() -> None:
+            from tutor.grader import get_grader
+
+            get_grader().warm([q])
+
+        return step
+
+    return Warmup(load, [warm_one(q) for q in questions[1:]])
 
 
 def default_grade_fn() -> GradeFn:
@@ -100,14 +137,24 @@ def default_grade_fn() -> GradeFn:
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-def judge_uncertain(g: Grade) -> bool:
-    """True when an LLM judge graded in both orders and the two orders disagreed."""
+def judge_note(g: Grade) -> str | None:
+    """What the learner should know about the LLM judge's part in this grade, if anything."""
     j = g.judge
-    if not j:
-        return False
-    if j.get("uncertain") is True:
-        return True
-    return any(j.get(k) is False for k in ("orders_agree", "agree", "consistent"))
+    if j is None:
+        return None
+    if j.rule == "inconsistent":
+        return (
+            "This grade is uncertain: the LLM judge gave different verdicts depending on the order it read "
+            "the reference and your answer, so the more cautious verdict is shown. Dispute it with ! if it "
+            "looks wrong."
+        )
+    if j.rule == "one_order":
+        return (
+            "This grade is less certain: the LLM judge could only grade it once, so it is graded cautiously."
+        )
+    if j.rule == "fallback":
+        return "The LLM judge could not grade this answer; this is the embedding grader's grade."
+    return None
 
 
 def humanize_delta(delta: timedelta) -> str:
@@ -124,11 +171,9 @@ def humanize_delta(delta: timedelta) -> str:
 def render_feedback(console: Console, g: Grade, q: Question) -> None:
     style = VERDICT_STYLE[g.verdict]
     console.print(f"\n[{style}]{g.verdict.upper()}[/]  score {g.score:.2f}")
-    if judge_uncertain(g):
-        console.print(
-            "[yellow]The grade is uncertain: the judge gave different verdicts depending on the "
-            "order it saw the material in. Dispute it with ! if you think it is wrong.[/]"
-        )
+    note = judge_note(g)
+    if note:
+        console.print(f"[yellow]{escape(note)}[/]")
     if g.covered:
         console.print("[bold]Covered[/]")
         for c in g.covered:
@@ -182,7 +227,7 @@ class StudySession:
         *,
         read_line: ReadLine | None = None,
         grade_fn: GradeFn | None = None,
-        warmup: Warmup | None = None,
+        warmup: Callable[[Sequence[Question]], Warmup] | None = None,
         clock: Clock = utc_now,
         chapter: int | None = None,
         new_limit: int = 5,
@@ -192,7 +237,8 @@ class StudySession:
         self.console = console
         self.read_line = read_line or (lambda prompt: console.input(prompt))
         self.grade_fn = grade_fn or default_grade_fn()
-        self.warmup = warmup
+        self.make_warmup = warmup
+        self.warmup: Warmup | None = None
         self.clock = clock
         self.chapter = chapter
         self.new_limit = new_limit
@@ -217,14 +263,21 @@ class StudySession:
         reviews = sum(p.kind == "review" for p in plan)
         c.print(f"[bold]Study session[/]: {reviews} review(s) due, {len(plan) - reviews} new question(s).")
         c.print(f"[dim]{HELP}[/]")
-        if self.warmup is not None:
-            self.warmup.start()
+        if self.make_warmup is not None:
+            self.warmup = self.make_warmup([p.question for p in plan]).start()
         try:
             for i, item in enumerate(plan, start=1):
                 self.ask(item, i, len(plan))
         except Quit:
             self.result.quit_early = True
+        except KeyboardInterrupt:  # Ctrl-C while grading: the answer is already saved (ungraded)
+            self.console.print(
+                "\n[dim]Interrupted. Your last answer was saved (ungraded; `tutor history` shows it).[/]"
+            )
+            self.result.quit_early = True
         self.summary()
+        if self.warmup is not None:
+            self.warmup.stop(timeout=0)  # the caller decides how long to wait (see cli_study)
         return self.result
 
     def _read(self, prompt: str) -> str:
@@ -250,6 +303,9 @@ class StudySession:
             except KeyboardInterrupt:
                 self.console.print()
                 raise Quit from None
+            except UnicodeDecodeError:
+                self.console.print("[red]That line was not valid UTF-8 and was dropped; type it again.[/]")
+                continue
             if not lines:
                 cmd = line.strip().lower()
                 if cmd == "?":

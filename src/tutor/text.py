@@ -72,7 +72,8 @@ GRADER_INSTRUCTION = re.compile(
     r"|(give|award|assign)\s+(me\s+|this\s+(answer\s+)?)?(full|maximum|max|perfect|top|100%?)\s*(marks?|points?|score|credit|grade)"
     r"|(grade|mark|score|rate|label|treat)\s+(this|my|the)\s+(answer\s+|response\s+)?(as\s+)?(correct|right|perfect|100|10)"
     r"|(output|return|respond\s+with|say|print)\s+[\"']?(correct|verdict)"
-    r"|system\s+prompt|you\s+are\s+now\s+|as\s+the\s+grader|dear\s+grader|note\s+to\s+(the\s+)?grader"
+    r"|(^|[^\w\s])\s*system(\s+prompt)?\s*:|you\s+are\s+now\s+(a|an|the)\s|as\s+the\s+grader|dear\s+grader"
+    r"|note\s+to\s+(the\s+)?grader"
     r"|verdict\s*[:=]|score\s*[:=]\s*(1(\.0)?|10|100))",
     re.IGNORECASE,
 )
@@ -90,7 +91,7 @@ def normalise_answer(raw: str) -> tuple[str, bool]:
     """Strip, collapse runs of blank space and cap the length. Returns (text, truncated)."""
     text = raw.replace("\r\n", "\n").replace("\x00", " ").strip()
     text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r"\n{2,}", "\n", text)
+    text = re.sub(r" ?\n[ \n]*", "\n", text)
     if len(text) > MAX_ANSWER_CHARS:
         cut = text[:MAX_ANSWER_CHARS]
         # Cut at a sentence end when one is near, so the last clause is not a fragment.
@@ -150,21 +151,39 @@ class Polarity:
     """What the polarity check needs of a text, computed once per text."""
 
     words: frozenset[str]
-    negated: bool  # has a negation cue (presence, not parity: "do not X and do not Y" is one polarity)
+    negated: bool  # has a negation cue
     terms: frozenset[str]  # stemmed content terms, for the lexical part of matching
     # Joins several claims ("in fp16 X, but bf16 Y", "X, so Y"): its polarity is not one thing, so it is
-    # never used to call a contradiction (the answer's single clauses are compared instead).
+    # compared clause by clause (see `contradicts`).
     compound: bool
     parts: tuple[Polarity, ...] = ()  # the clauses of a compound text, when it splits into clauses
+    # Terms in the scope of a negation: the next two content terms after "not", "no", "never", "n't"...
+    # Scoping matters: "had not seen enough data" does not deny "models were trained on too little data".
+    negated_terms: frozenset[str] = frozenset()
+    # Terms before and after "than": "bf16 has a bigger range than fp16" vs "fp16 has a bigger range than bf16".
+    than: tuple[frozenset[str], frozenset[str]] | None = None
 
     @classmethod
     def of(cls, text: str) -> Polarity:
         ws = words(text)
-        count = sum(1 for w in ws if w in NEGATIONS or w.endswith("n't"))
+        cues = [i for i, w in enumerate(ws) if w in NEGATIONS or w.endswith("n't")]
+        scoped: set[str] = set()
+        for i in cues:
+            following = [stem(w) for w in ws[i + 1 : i + 8] if w not in _LIGHT_STOP and w not in NEGATIONS]
+            scoped.update(following[:_NEGATION_SCOPE])
+        than = None
+        if "than" in ws:
+            k = ws.index("than")
+            than = (frozenset(terms(" ".join(ws[:k]))), frozenset(terms(" ".join(ws[k + 1 :]))))
         cl = clauses(text)
         parts = tuple(cls.of(c) for c in cl) if len(cl) > 1 else ()
         compound = bool(frozenset(ws) & _CONTRAST) or bool(parts)
-        return cls(frozenset(ws), count > 0, frozenset(terms(text)), compound, parts)
+        return cls(
+            frozenset(ws), bool(cues), frozenset(terms(text)), compound, parts, frozenset(scoped), than
+        )
+
+
+_NEGATION_SCOPE = 2
 
 
 def negated(text: str) -> bool:
@@ -180,14 +199,25 @@ def antonym_clash(a: Polarity, b: Polarity) -> bool:
     return False
 
 
+def order_flip(a: Polarity, b: Polarity) -> bool:
+    """Both texts compare with "than" and name the same two things in opposite order."""
+    if a.than is None or b.than is None:
+        return False
+    (a1, a2), (b1, b2) = a.than, b.than
+    return bool((a1 & b2) - (a2 | b1)) and bool((a2 & b1) - (a1 | b2))
+
+
 def _clash(a: Polarity, b: Polarity) -> bool:
     if (a.compound and not a.parts) or (b.compound and not b.parts):
         return False  # a contrast inside one clause ("unlike fp16, bf16 ..."): polarity is not one thing
-    return a.negated != b.negated or antonym_clash(a, b)
+    denies = bool(a.negated_terms & (b.terms - b.negated_terms)) or bool(b.negated_terms & (a.terms - a.negated_terms))
+    # An antonym and a swapped comparison cancel out: "X is larger than Y" == "Y is smaller than X".
+    return denies or antonym_clash(a, b) != order_flip(a, b)
 
 
 def contradicts(clause: str | Polarity, phrasing: str | Polarity) -> bool:
-    """Heuristic polarity check: negation presence differs, or an antonym pair is flipped.
+    """Heuristic polarity check: one text negates a term the other asserts, an antonym pair is flipped, or
+    a comparison is reversed.
 
     Multi-clause texts are compared clause by clause: each clause of the learner's text is paired with the
     phrasing clause it shares most terms with (none shared: they talk about different things)."""
@@ -228,6 +258,8 @@ def term_overlap(unit: frozenset[str], phrasing: frozenset[str], ignore: frozens
 
 
 def is_dont_know(text: str) -> bool:
+    if not words(text):
+        return True  # only punctuation ("?", "...")
     return len(words(text)) <= 12 and bool(DONT_KNOW.match(text.strip()))
 
 

@@ -109,6 +109,39 @@ def fit(
     return fitted, info
 
 
+JUDGE_WEIGHTS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def fit_judge_weight(
+    rows: Sequence[EvalRow],
+    grader: EmbeddingGrader,
+    engine: Any,
+    t: Thresholds,
+    weights: Sequence[float] = JUDGE_WEIGHTS,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """Refit `judge_weight` with the embedding cut-offs fixed. When both judge orders agree the verdict is
+    the judge's whatever the weight, so the weight only moves the score: chosen by QWK, then by Spearman of
+    score vs label. The judge runs once per answer; later weights read its reply cache."""
+    from tutor.judge.fuse import grade_with_judge
+
+    gold = [r.label for r in rows]
+    tried = []
+    best: tuple[float, float, float] | None = None
+    for w in weights:
+        tw = t.model_copy(update={"judge_weight": w})
+        grader.t = tw
+        grades = [grade_with_judge(r.question, r.answer, engine, grader, thresholds=tw) for r in rows]
+        q = M.qwk(gold, [g.verdict for g in grades])
+        sp = M.spearman([g.score for g in grades], [ORDINAL[x] for x in gold]) or 0.0
+        q = -1.0 if np.isnan(q) else q
+        tried.append({"judge_weight": w, "qwk": round(q, 4), "spearman": round(sp, 4)})
+        if best is None or (q, sp) > best[:2]:
+            best = (q, sp, w)
+    assert best is not None
+    grader.t = t
+    return t.model_copy(update={"judge_weight": best[2]}), {"judge_weight_tried": tried}
+
+
 def version_for(t: Thresholds, when: dt.datetime) -> str:
     body = json.dumps(t.model_dump(exclude={"version"}), sort_keys=True)
     return f"calib-{when:%Y%m%d}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"

@@ -321,7 +321,11 @@ def load_file(
                 )
             )
             continue
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+        meta = dict(obj["meta"]) if isinstance(obj.get("meta"), dict) else {}
+        if isinstance(
+            obj.get("kind"), str
+        ):  # golden rows say what the answer tests (paraphrase, negation...)
+            meta["kind"] = obj["kind"]
         rows.append(
             EvalRow(
                 id=str(obj["id"]),

@@ -16,11 +16,11 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
 
 from tutor.models import VERDICTS
 
-LABELS = list(VERDICTS)  # ordinal order, worst first
+LABELS: list[str] = list(VERDICTS)  # ordinal order, worst first
 
 
 def _ord(labels: Sequence[str]) -> np.ndarray:
-    idx = {v: i for i, v in enumerate(LABELS)}
+    idx: dict[str, int] = {v: i for i, v in enumerate(LABELS)}
     return np.array([idx[x] for x in labels], dtype=np.int64)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,16 @@ def to_markdown(rep: dict[str, Any]) -> str:
     ]
     for g, m in rep.get("per_group", {}).items():
         lines.append(f"| {g} | {m['n']} | {_f(m['accuracy'])} | {_f(m['macro_f1'])} | {_f(m['qwk'])} |")
+    if rep.get("per_kind"):
+        lines += [
+            "",
+            "## Per answer kind",
+            "",
+            "| kind | n | accuracy | mean abs. error (verdict steps) |",
+            "|---|---:|---:|---:|",
+        ]
+        for k, m in rep["per_kind"].items():
+            lines.append(f"| {k} | {m['n']} | {_f(m['accuracy'])} | {_f(m['mean_abs_error'])} |")
     if rep.get("judge"):
         j = rep["judge"]
         lines += ["", "## Judge", ""] + [
@@ -117,7 +127,7 @@ def plot_confusion(rep: dict[str, Any], path: Path) -> None:
 
 
 def plot_scores(
-    scores_by_label: dict[str, Sequence[float]], path: Path, thresholds: Sequence[float] = ()
+    scores_by_label: Mapping[str, Sequence[float]], path: Path, thresholds: Sequence[float] = ()
 ) -> None:
     import matplotlib
 
@@ -144,7 +154,7 @@ def plot_scores(
 def write_report(
     directory: Path,
     rep: dict[str, Any],
-    scores_by_label: dict[str, Sequence[float]],
+    scores_by_label: Mapping[str, Sequence[float]],
     thresholds: Sequence[float] = (),
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)

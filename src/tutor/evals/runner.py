@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -65,9 +64,21 @@ def prefetch(
     if not isinstance(grader.embedder, CachedEmbedder):
         return 0
     questions = {r.question.model_dump_json(): r.question for r in rows}
+    # Rubric texts in one batch too: one encode call per question is slow for datasets with many questions.
+    rubric = [
+        t
+        for q in questions.values()
+        for t in (
+            q.question,
+            q.reference,
+            *(p for k in q.key_points for p in k.phrasings),
+            *(p for m in q.misconceptions for p in m.phrasings),
+        )
+    ]
     texts = list(dict.fromkeys(t for r in rows for t in answer_unit_texts(r.answer)))
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task("embedding answers", total=len(texts) + len(questions))
+        grader.rubric_embedder.encode(list(dict.fromkeys(rubric)))
         for q in questions.values():
             grader.targets(q)
             bar.advance(task)
@@ -114,39 +125,46 @@ def _disagreements(results: Sequence[EvalResult], k: int = 10) -> list[dict[str,
 
 
 def judge_metrics(results: Sequence[EvalResult]) -> dict[str, Any] | None:
-    """Judge agreement and cost, read from each Grade's judge report (None when no judge was used)."""
-    reports = [(r, r.grade.judge) for r in results if r.grade.judge is not None]
-    if not reports:
+    """Judge agreement and cost, read from each Grade's JudgeReport (None when no judge was used)."""
+    judged = [(r, r.grade.judge) for r in results if r.grade.judge is not None]
+    if not judged:
         return None
-
-    def get(rep: Any, name: str) -> Any:
-        return rep.get(name) if isinstance(rep, dict) else getattr(rep, name, None)
-
-    n = len(reports)
-    consistent = [get(j, "position_consistent") for _, j in reports]
-    consistent = [c for c in consistent if c is not None]
-    prefer = [get(j, "preferred_position") for _, j in reports]
-    scored = [(r, j) for r, j in reports if get(j, "verdict") is not None]
-    tokens = [get(j, "tokens") or 0 for _, j in reports]
-    lat = [get(j, "latency_s") for _, j in reports]
-    lat = [x for x in lat if x is not None]
-    out: dict[str, Any] = {
-        "n": n,
-        "unscored_rate": M._num(1 - len(scored) / n),
-        "position_consistency": M._num(np.mean(consistent)) if consistent else None,
-        "prefer_first": M._num(np.mean([p == "first" for p in prefer])) if any(prefer) else None,
-        "prefer_second": M._num(np.mean([p == "second" for p in prefer])) if any(prefer) else None,
-        "judge_only_qwk": M._num(
-            M.qwk([r.row.label for r, _ in scored], [get(j, "verdict") for _, j in scored])
-        )
-        if scored
+    sent = [(r, j) for r, j in judged if j.rule != "skipped"]
+    both = [j for _, j in sent if j.consistent is not None]
+    inconsistent = [j for j in both if not j.consistent]
+    own = [(r, j) for r, j in sent if j.verdict is not None]
+    calls = [c for _, j in sent for c in j.calls]
+    tokens = sum(j.prompt_tokens + j.completion_tokens for _, j in sent)
+    rules: dict[str, int] = defaultdict(int)
+    for _, j in judged:
+        rules[j.rule] += 1
+    gold_all = [r.row.label for r, _ in judged]
+    return {
+        "n": len(judged),
+        "sent_to_judge": len(sent),
+        "rules": dict(rules),
+        "position_consistency": M._num(len(both) and (len(both) - len(inconsistent)) / len(both))
+        if both
         else None,
-        "fused_qwk": M._num(M.qwk([r.row.label for r in results], [r.grade.verdict for r in results])),
-        "tokens_total": int(sum(tokens)),
-        "tokens_per_answer": M._num(sum(tokens) / n),
-        "latency": M.latency_stats(lat) if lat else None,
+        "prefer_first": M._num(sum(j.preferred_position == "first" for j in inconsistent) / len(both))
+        if both
+        else None,
+        "prefer_second": M._num(sum(j.preferred_position == "second" for j in inconsistent) / len(both))
+        if both
+        else None,
+        "unscored_rate": M._num(sum(c.status != "ok" for c in calls) / len(calls)) if calls else None,
+        "fallback_rate": M._num(rules["fallback"] / len(sent)) if sent else None,
+        "judge_only_qwk": M._num(M.qwk([r.row.label for r, _ in own], [str(j.verdict) for _, j in own]))
+        if own
+        else None,
+        "judge_only_n": len(own),
+        "embedding_only_qwk": M._num(M.qwk(gold_all, [j.embedding_verdict for _, j in judged])),
+        "fused_qwk": M._num(M.qwk(gold_all, [r.grade.verdict for r, _ in judged])),
+        "tokens_total": int(tokens),
+        "tokens_per_answer": M._num(tokens / len(sent)) if sent else None,
+        "cached_calls": sum(c.cached for c in calls),
+        "latency": M.latency_stats([j.latency_s for _, j in sent]) if sent else None,
     }
-    return out
 
 
 def build_report(
@@ -157,8 +175,8 @@ def build_report(
     seed: int = 0,
     embeddings_cached: bool = False,
 ) -> dict[str, Any]:
-    gold = [r.row.label for r in results]
-    pred = [r.grade.verdict for r in results]
+    gold: list[str] = [r.row.label for r in results]
+    pred: list[str] = [r.grade.verdict for r in results]
     scores = [r.grade.score for r in results]
     rep: dict[str, Any] = M.verdict_metrics(gold, pred)
     rep["ci95"] = M.bootstrap_ci(gold, pred, n_boot=n_boot, seed=seed)
@@ -183,6 +201,20 @@ def build_report(
         }
         for g, rs in sorted(groups.items())
     }
+    kinds: dict[str, list[EvalResult]] = defaultdict(list)
+    for r in results:
+        if "kind" in r.row.meta:
+            kinds[str(r.row.meta["kind"])].append(r)
+    rep["per_kind"] = {
+        k: {
+            "n": len(rs),
+            "accuracy": M._num(sum(x.row.label == x.grade.verdict for x in rs) / len(rs)),
+            "mean_abs_error": M._num(
+                sum(abs(ORDINAL[x.row.label] - ORDINAL[x.grade.verdict]) for x in rs) / len(rs)
+            ),
+        }
+        for k, rs in sorted(kinds.items())
+    } or None
     rep["label_counts"] = {v: gold.count(v) for v in M.LABELS}
     rep["verdict_counts"] = {v: pred.count(v) for v in M.LABELS}
     rep["disagreements"] = _disagreements(results)

