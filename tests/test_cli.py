@@ -29,7 +29,9 @@ def test_questions_by_chapter_and_bad_chapter():
 
 
 def test_grade_json_has_the_documented_fields():
-    answer = "bf16 keeps the 8-bit exponent of fp32, so it covers the same range and gradients do not underflow."
+    answer = (
+        "bf16 keeps the 8-bit exponent of fp32, so it covers the same range and gradients do not underflow."
+    )
     result = runner.invoke(app, ["grade", "ch13-1", answer, "--json"])
     assert result.exit_code == 0, result.output
     g = json.loads(result.stdout)

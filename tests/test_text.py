@@ -8,7 +8,12 @@ from tutor import text as T
 
 
 def test_units_include_sentences_clauses_and_pairs():
-    units = [u.text for u in T.answer_units("bf16 keeps 8 exponent bits, so its range matches fp32. Loss scaling is not needed.")]
+    units = [
+        u.text
+        for u in T.answer_units(
+            "bf16 keeps 8 exponent bits, so its range matches fp32. Loss scaling is not needed."
+        )
+    ]
     assert "bf16 keeps 8 exponent bits, so its range matches fp32." in units
     assert "bf16 keeps 8 exponent bits" in units and "its range matches fp32." in units
     assert any("Loss scaling is not needed." in u and "bf16" in u for u in units)  # the adjacent pair
@@ -18,11 +23,19 @@ def test_units_include_sentences_clauses_and_pairs():
     ("clause", "phrasing", "expected"),
     [
         ("bf16 does not share fp32's exponent", "bf16 shares fp32's exponent width", True),
-        ("higher temperature sharpens the distribution", "a higher temperature smooths the distribution", True),
+        (
+            "higher temperature sharpens the distribution",
+            "a higher temperature smooths the distribution",
+            True,
+        ),
         ("the learning rate was too low", "the learning rate was too high", True),
         ("bf16 has the same exponent width as fp32", "bf16 uses the same exponent width as fp32", False),
         # Two negations in one simple phrasing are still one polarity ("do not X and do not Y").
-        ("small gradients don't vanish", "small gradients do not underflow and large ones do not overflow", False),
+        (
+            "small gradients don't vanish",
+            "small gradients do not underflow and large ones do not overflow",
+            False,
+        ),
         # Clause-wise: the clause about range is paired with the phrasing's clause about range.
         ("it has a wider range, so it is safer", "bf16 has a narrower range, so it is riskier", True),
         # A contrast inside one clause has no single polarity: never called a contradiction.
@@ -33,13 +46,17 @@ def test_contradicts(clause, phrasing, expected):
     assert T.contradicts(clause, phrasing) is expected
 
 
-@pytest.mark.parametrize("text", ["I don't know", "idk", "no idea, sorry", "Not sure.", "?", "I dont know tbh"])
+@pytest.mark.parametrize(
+    "text", ["I don't know", "idk", "no idea, sorry", "Not sure.", "?", "I dont know tbh"]
+)
 def test_dont_know(text):
     assert T.is_dont_know(text)
 
 
 def test_dont_know_does_not_swallow_hedged_answers():
-    assert not T.is_dont_know("I'm not sure, but I think bf16 keeps the 8-bit exponent of fp32 so range is the same")
+    assert not T.is_dont_know(
+        "I'm not sure, but I think bf16 keeps the 8-bit exponent of fp32 so range is the same"
+    )
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,9 @@ def render_grade(g: Grade, q: Question, show_reference: bool = True) -> None:
         why = " [dim](contradicted)[/]" if m.reason == "contradicted" else ""
         out.print(f"  [red]✗[/] {escape(m.text)}{why}")
     for mc in g.misconceptions:
-        out.print(f"  [magenta]![/] you wrote: “{escape(mc.sentence)}”\n      [bold]{escape(mc.correction)}[/]")
+        out.print(
+            f"  [magenta]![/] you wrote: “{escape(mc.sentence)}”\n      [bold]{escape(mc.correction)}[/]"
+        )
     if g.numeric is not None:
         mark = "[green]✓[/]" if g.numeric.correct else "[red]✗[/]"
         found = ", ".join(g.numeric.found) or "no number with a unit"

@@ -74,7 +74,10 @@ class SentenceTransformerEmbedder:
         self.load()
         assert self._model is not None
         vecs = self._model.encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
             show_progress_bar=False,
         )
         return _normalise(vecs)

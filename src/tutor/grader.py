@@ -51,10 +51,18 @@ class Thresholds(BaseModel):
     cover_full: float = Field(0.62, description="cosine at which a unit fully makes a key point")
     cover_min: float = Field(0.45, description="cosine below which a unit earns nothing for a key point")
     misconception: float = Field(0.62, description="cosine at which a unit is taken to state a misconception")
-    misconception_margin: float = Field(0.03, description="misconception must beat the best key point by this")
-    contradiction: float = Field(0.80, description="similarity at which a polarity-flipped unit contradicts a point")
-    contradiction_margin: float = Field(0.05, description="contradiction must beat the best supporting unit by this")
-    lexical_weight: float = Field(0.15, description="weight of shared distinctive terms in the hybrid similarity")
+    misconception_margin: float = Field(
+        0.03, description="misconception must beat the best key point by this"
+    )
+    contradiction: float = Field(
+        0.80, description="similarity at which a polarity-flipped unit contradicts a point"
+    )
+    contradiction_margin: float = Field(
+        0.05, description="contradiction must beat the best supporting unit by this"
+    )
+    lexical_weight: float = Field(
+        0.15, description="weight of shared distinctive terms in the hybrid similarity"
+    )
     off_topic: float = Field(0.30, description="best unit-to-rubric cosine below this -> off topic, score 0")
     misconception_penalty: float = Field(0.5, description="score multiplier per misconception found")
     reference_weight: float = Field(0.15, description="weight of whole-answer similarity to the reference")
@@ -128,8 +136,12 @@ class EmbeddingGrader:
             texts += m.phrasings
         vecs = self.rubric_embedder.encode([q.question, q.reference, *texts])
         tg = _Targets(
-            question=vecs[0], reference=vecs[1], phrasings=vecs[2:], owner=owner,
-            polarity=[T.Polarity.of(t) for t in texts], question_terms=frozenset(T.terms(q.question)),
+            question=vecs[0],
+            reference=vecs[1],
+            phrasings=vecs[2:],
+            owner=owner,
+            polarity=[T.Polarity.of(t) for t in texts],
+            question_terms=frozenset(T.terms(q.question)),
         )
         with self._lock:
             self._targets[key] = tg
@@ -146,10 +158,13 @@ class EmbeddingGrader:
         text, truncated = T.normalise_answer(answer)
         flags = ["truncated"] if truncated else []
         if not text:
-            return self._zero(question, ["empty", *flags], "Nothing was answered. Try explaining in a sentence or two.")
+            return self._zero(
+                question, ["empty", *flags], "Nothing was answered. Try explaining in a sentence or two."
+            )
         if T.is_dont_know(text):
             return self._zero(
-                question, ["dont_know", *flags],
+                question,
+                ["dont_know", *flags],
                 "No attempt yet. Use a hint (?) or read the reference below, then try again later.",
             )
 
@@ -195,7 +210,9 @@ class EmbeddingGrader:
             )
         # Hybrid similarity: cosine plus a small bonus for using the phrasing's distinctive terms (those not
         # already in the question). Cosine alone ranks template-alike sentences too close together.
-        lex = np.array([[T.term_overlap(p.terms, tp.terms, tg.question_terms) for tp in tg.polarity] for p in pol])
+        lex = np.array(
+            [[T.term_overlap(p.terms, tp.terms, tg.question_terms) for tp in tg.polarity] for p in pol]
+        )
         sim = cos + t.lexical_weight * lex
         contra = np.array([[T.contradicts(p, tp) for tp in tg.polarity] for p in pol], dtype=bool)
         consistent = np.where(contra, -1.0, sim)
@@ -226,21 +243,24 @@ class EmbeddingGrader:
                 break
             mi = int(np.argmax(mis_ok[ui]))
             s = float(mis_ok[ui, mi])
-            if s >= t.misconception and s >= float(kp_ok[ui].max()) + t.misconception_margin:
-                if mi not in held or s > held[mi][1]:
-                    held[mi] = (ui, s)
+            closer_than_any_point = s >= float(kp_ok[ui].max()) + t.misconception_margin
+            if s >= t.misconception and closer_than_any_point and (mi not in held or s > held[mi][1]):
+                held[mi] = (ui, s)
         # A sentence or sentence pair that contains a misconception earns nothing for the key points either,
         # nor do the pieces of a misconception unit; clauses beside it in the same sentence still can.
         held_texts = [units[ui].text for ui, _ in held.values()]
-        mis_units = {
-            ui for ui, u in enumerate(units) if any(h in u.text or u.text in h for h in held_texts)
-        }
+        mis_units = {ui for ui, u in enumerate(units) if any(h in u.text or u.text in h for h in held_texts)}
         for mi, (ui, s) in sorted(held.items()):
             m = q.misconceptions[mi]
-            found.append(FoundMisconception(
-                id=m.id, statement=m.statement, correction=m.correction,
-                sentence=units[ui].sentence, similarity=round(s, 3),
-            ))
+            found.append(
+                FoundMisconception(
+                    id=m.id,
+                    statement=m.statement,
+                    correction=m.correction,
+                    sentence=units[ui].sentence,
+                    similarity=round(s, 3),
+                )
+            )
 
         # Key points: the best unit that makes the point without contradicting it. A point counts as
         # contradicted only when the opposing match is strong and beats every supporting match.
@@ -254,16 +274,22 @@ class EmbeddingGrader:
             credit = _ramp(ok_s, t.cover_min, t.cover_full) if ok_u >= 0 else 0.0
             if bad_u >= 0 and bad_s >= t.contradiction and bad_s >= ok_s + t.contradiction_margin:
                 credit = 0.0
-                found.append(FoundMisconception(
-                    id=f"contradicts:{kp.id}", statement=units[bad_u].text,
-                    correction=f"The opposite is true: {kp.text}",
-                    sentence=units[bad_u].sentence, similarity=round(bad_s, 3),
-                ))
+                found.append(
+                    FoundMisconception(
+                        id=f"contradicts:{kp.id}",
+                        statement=units[bad_u].text,
+                        correction=f"The opposite is true: {kp.text}",
+                        sentence=units[bad_u].sentence,
+                        similarity=round(bad_s, 3),
+                    )
+                )
                 missed.append(MissedPoint(id=kp.id, text=kp.text, reason="contradicted"))
             elif credit >= 0.5:
-                covered.append(CoveredPoint(
-                    id=kp.id, text=kp.text, sentence=units[ok_u].sentence, similarity=round(ok_s, 3)
-                ))
+                covered.append(
+                    CoveredPoint(
+                        id=kp.id, text=kp.text, sentence=units[ok_u].sentence, similarity=round(ok_s, 3)
+                    )
+                )
             else:
                 missed.append(MissedPoint(id=kp.id, text=kp.text))
             credits.append(credit)
@@ -292,17 +318,29 @@ class EmbeddingGrader:
         else:
             verdict = "incorrect"
         grade = Grade(
-            question_id=q.id, score=round(score, 3), verdict=verdict, covered=covered, missed=missed,
-            misconceptions=found, feedback="", flags=flags, numeric=numeric, grader=self.name,
+            question_id=q.id,
+            score=round(score, 3),
+            verdict=verdict,
+            covered=covered,
+            missed=missed,
+            misconceptions=found,
+            feedback="",
+            flags=flags,
+            numeric=numeric,
+            grader=self.name,
         )
         grade.feedback = feedback_text(grade)
         return grade
 
     def _zero(self, q: Question, flags: list[str], message: str) -> Grade:
         return Grade(
-            question_id=q.id, score=0.0, verdict="incorrect",
+            question_id=q.id,
+            score=0.0,
+            verdict="incorrect",
             missed=[MissedPoint(id=k.id, text=k.text) for k in q.key_points],
-            feedback=message, flags=list(dict.fromkeys(flags)), grader=self.name,
+            feedback=message,
+            flags=list(dict.fromkeys(flags)),
+            grader=self.name,
         )
 
 
@@ -333,7 +371,7 @@ def feedback_text(g: Grade) -> str:
     if g.missed:
         parts.append("Missing: " + "; ".join(m.text.rstrip(".") for m in g.missed) + ".")
     for m in g.misconceptions:
-        parts.append(f"Watch out: you wrote \"{_short(m.sentence)}\". {m.correction}")
+        parts.append(f'Watch out: you wrote "{_short(m.sentence)}". {m.correction}')
     if g.numeric is not None:
         if g.numeric.correct:
             parts.append(f"Your number is right ({g.numeric.expected}).")

@@ -56,8 +56,10 @@ class NumericCheck(Strict):
     """For questions whose answer is a number: the value, its unit and a relative tolerance."""
 
     value: float
-    unit: str = Field(description="Unit of `value`, e.g. 'TB', 'GB'. Answers in other units of the "
-                      "same kind (GB vs TB, GiB) are converted before comparing.")
+    unit: str = Field(
+        description="Unit of `value`, e.g. 'TB', 'GB'. Answers in other units of the "
+        "same kind (GB vs TB, GiB) are converted before comparing."
+    )
     tolerance: float = Field(gt=0, lt=1, description="Relative tolerance, 0.1 = within 10%.")
     also_accept: list[float] = Field(
         default_factory=list, description="Other correct values in the same unit (e.g. a packed encoding)."

@@ -7,6 +7,7 @@ deliberately simple, transparent rules that run before and after the embedding c
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -21,36 +22,201 @@ _CLAUSE_SPLIT = re.compile(
 )
 
 STOPWORDS = frozenset(
-    """a an the and or but if then than so as of to in on at by for with from into onto over under about is are
-    was were be been being am do does did done has have had having it its it's this that these those there
-    their they them he she we you i me my our your his her not no nor can could would should will shall may
-    might must which who whom whose what when where why how all any each every both some such more most less
-    fewer very too also only just because since while although though until unless whether same other
-    one ones own up down out off again further once here instead rather via per""".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "than",
+        "so",
+        "as",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "about",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "done",
+        "has",
+        "have",
+        "had",
+        "having",
+        "it",
+        "its",
+        "it's",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "their",
+        "they",
+        "them",
+        "he",
+        "she",
+        "we",
+        "you",
+        "i",
+        "me",
+        "my",
+        "our",
+        "your",
+        "his",
+        "her",
+        "not",
+        "no",
+        "nor",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "all",
+        "any",
+        "each",
+        "every",
+        "both",
+        "some",
+        "such",
+        "more",
+        "most",
+        "less",
+        "fewer",
+        "very",
+        "too",
+        "also",
+        "only",
+        "just",
+        "because",
+        "since",
+        "while",
+        "although",
+        "though",
+        "until",
+        "unless",
+        "whether",
+        "same",
+        "other",
+        "one",
+        "ones",
+        "own",
+        "up",
+        "down",
+        "out",
+        "off",
+        "again",
+        "further",
+        "once",
+        "here",
+        "instead",
+        "rather",
+        "via",
+        "per",
+    ]
 )
 
 NEGATIONS = frozenset(
-    "not no never none nothing nobody neither nor cannot can't don't doesn't didn't isn't aren't wasn't "
-    "weren't won't wouldn't shouldn't couldn't hasn't haven't hadn't without lacks lack fails fail "
-    "n't".split()
+    [
+        "not",
+        "no",
+        "never",
+        "none",
+        "nothing",
+        "nobody",
+        "neither",
+        "nor",
+        "cannot",
+        "can't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "isn't",
+        "aren't",
+        "wasn't",
+        "weren't",
+        "won't",
+        "wouldn't",
+        "shouldn't",
+        "couldn't",
+        "hasn't",
+        "haven't",
+        "hadn't",
+        "without",
+        "lacks",
+        "lack",
+        "fails",
+        "fail",
+        "n't",
+    ]
 )
 
 # Pairs of words that flip a claim. Checked on the clause that matched a key point: if the clause uses one
 # side and the rubric's phrasing the other, the clause contradicts the point instead of making it.
 ANTONYMS: list[tuple[set[str], set[str]]] = [
     ({"more", "greater", "extra", "additional"}, {"fewer", "less", "lesser"}),
-    ({"higher", "high", "raise", "raises", "raising", "raised"}, {"lower", "low", "reduce", "reduces", "lowered"}),
-    ({"increase", "increases", "increased", "increasing", "grow", "grows"},
-     {"decrease", "decreases", "decreased", "decreasing", "shrink", "shrinks"}),
-    ({"larger", "bigger", "large", "big", "wider", "wide", "longer"},
-     {"smaller", "small", "tiny", "narrower", "narrow", "shorter"}),
-    ({"same", "identical", "matches", "match", "equal", "shares", "share"}, {"different", "differs", "unlike"}),
-    ({"smooth", "smooths", "smoother", "softens", "softer", "soft", "flatter", "flattens", "flatten"},
-     {"sharpen", "sharpens", "sharper", "sharp", "peakier", "peaked"}),
+    (
+        {"higher", "high", "raise", "raises", "raising", "raised"},
+        {"lower", "low", "reduce", "reduces", "lowered"},
+    ),
+    (
+        {"increase", "increases", "increased", "increasing", "grow", "grows"},
+        {"decrease", "decreases", "decreased", "decreasing", "shrink", "shrinks"},
+    ),
+    (
+        {"larger", "bigger", "large", "big", "wider", "wide", "longer"},
+        {"smaller", "small", "tiny", "narrower", "narrow", "shorter"},
+    ),
+    (
+        {"same", "identical", "matches", "match", "equal", "shares", "share"},
+        {"different", "differs", "unlike"},
+    ),
+    (
+        {"smooth", "smooths", "smoother", "softens", "softer", "soft", "flatter", "flattens", "flatten"},
+        {"sharpen", "sharpens", "sharper", "sharp", "peakier", "peaked"},
+    ),
     ({"frequent", "frequently", "common", "most"}, {"rare", "rarer", "rarely", "least", "infrequent"}),
     ({"before"}, {"after"}),
     ({"first"}, {"last", "second"}),
-    ({"overfit", "overfitting", "memorize", "memorise", "memorizes", "memorises"}, {"underfit", "underfitting"}),
+    (
+        {"overfit", "overfitting", "memorize", "memorise", "memorizes", "memorises"},
+        {"underfit", "underfitting"},
+    ),
     ({"cheaper", "cheap", "faster", "fast"}, {"expensive", "costlier", "slower", "slow"}),
     ({"preserves", "preserve", "keeps", "retains"}, {"erases", "loses", "destroys", "discards"}),
     ({"removes", "eliminates", "avoids"}, {"adds", "introduces", "requires"}),
@@ -137,13 +303,15 @@ def answer_units(text: str, max_units: int = 60) -> list[Unit]:
             for c in cl:
                 add(c, s)
     # Adjacent pairs catch a point split over two sentences ("bf16 keeps 8 exponent bits. So does fp32.").
-    for a, b in zip(sents, sents[1:], strict=False):
+    for a, b in itertools.pairwise(sents):
         if len(words(a)) + len(words(b)) <= 60:
             add(f"{a} {b}", f"{a} {b}")
     return units[:max_units]
 
 
-_CONTRAST = frozenset({"but", "while", "whereas", "unlike", "instead", "although", "though", "however", "yet"})
+_CONTRAST = frozenset(
+    {"but", "while", "whereas", "unlike", "instead", "although", "though", "however", "yet"}
+)
 
 
 @dataclass(frozen=True)
@@ -194,7 +362,9 @@ def antonym_clash(a: Polarity, b: Polarity) -> bool:
     """True when one text uses one side of an antonym pair and the other text the other side."""
     aw, bw = a.words, b.words
     for x, y in ANTONYMS:
-        if (aw & x and bw & y and not aw & y and not bw & x) or (aw & y and bw & x and not aw & x and not bw & y):
+        if (aw & x and bw & y and not aw & y and not bw & x) or (
+            aw & y and bw & x and not aw & x and not bw & y
+        ):
             return True
     return False
 
@@ -210,7 +380,9 @@ def order_flip(a: Polarity, b: Polarity) -> bool:
 def _clash(a: Polarity, b: Polarity) -> bool:
     if (a.compound and not a.parts) or (b.compound and not b.parts):
         return False  # a contrast inside one clause ("unlike fp16, bf16 ..."): polarity is not one thing
-    denies = bool(a.negated_terms & (b.terms - b.negated_terms)) or bool(b.negated_terms & (a.terms - a.negated_terms))
+    denies = bool(a.negated_terms & (b.terms - b.negated_terms)) or bool(
+        b.negated_terms & (a.terms - a.negated_terms)
+    )
     # An antonym and a swapped comparison cancel out: "X is larger than Y" == "Y is smaller than X".
     return denies or antonym_clash(a, b) != order_flip(a, b)
 
@@ -234,9 +406,80 @@ def contradicts(clause: str | Polarity, phrasing: str | Polarity) -> bool:
 # Function words that carry no claim. Unlike STOPWORDS this keeps comparatives and quantifiers
 # (more, fewer, same, all, no), which is exactly what distinguishes a claim from its opposite.
 _LIGHT_STOP = frozenset(
-    """a an the and or of to in on at by for with from into is are was were be been being am do does did has
-    have had it its this that these those there their they them he she we you i me my our your his her which
-    who what when where how as so if then than also just very can could would should will may might must""".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "into",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "has",
+        "have",
+        "had",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "their",
+        "they",
+        "them",
+        "he",
+        "she",
+        "we",
+        "you",
+        "i",
+        "me",
+        "my",
+        "our",
+        "your",
+        "his",
+        "her",
+        "which",
+        "who",
+        "what",
+        "when",
+        "where",
+        "how",
+        "as",
+        "so",
+        "if",
+        "then",
+        "than",
+        "also",
+        "just",
+        "very",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "may",
+        "might",
+        "must",
+    ]
 )
 
 
@@ -294,12 +537,30 @@ def lexical_overlap(a: str, b: str) -> float:
 
 _UNIT_FACTORS = {
     # decimal bytes
-    "b": 1.0, "byte": 1.0, "bytes": 1.0,
-    "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "pb": 1e15,
-    "kilobytes": 1e3, "megabytes": 1e6, "gigabytes": 1e9, "terabytes": 1e12, "petabytes": 1e15,
-    "kilobyte": 1e3, "megabyte": 1e6, "gigabyte": 1e9, "terabyte": 1e12, "petabyte": 1e15,
+    "b": 1.0,
+    "byte": 1.0,
+    "bytes": 1.0,
+    "kb": 1e3,
+    "mb": 1e6,
+    "gb": 1e9,
+    "tb": 1e12,
+    "pb": 1e15,
+    "kilobytes": 1e3,
+    "megabytes": 1e6,
+    "gigabytes": 1e9,
+    "terabytes": 1e12,
+    "petabytes": 1e15,
+    "kilobyte": 1e3,
+    "megabyte": 1e6,
+    "gigabyte": 1e9,
+    "terabyte": 1e12,
+    "petabyte": 1e15,
     # binary bytes
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "pib": 2**50,
 }
 _NUMBER_UNIT = re.compile(
     r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(?:x\s*10\^?(\d+)\s*)?"
