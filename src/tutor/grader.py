@@ -231,13 +231,20 @@ class EmbeddingGrader:
         held: dict[int, tuple[int, float]] = {}  # misconception index -> (unit, similarity)
         # A misconception that states a number ("... so 30 TB") needs that number in the answer: embeddings
         # of arithmetic are too alike to tell 30 TB from 60 TB.
+        # Conversely, stating exactly the number a misconception leads to is strong evidence of holding it.
         stated = [x for x in T.quantities(text) if T.known_unit(x.unit)]
+        evidenced: dict[int, int] = {}  # misconception index -> unit stating its number
         for mi, m in enumerate(q.misconceptions):
             claimed = [x for p in m.phrasings for x in T.quantities(p) if T.known_unit(x.unit)]
-            if claimed and not any(
-                abs(a.in_unit(c.unit) - c.value) <= 0.05 * abs(c.value) for a in stated for c in claimed
-            ):
+            hits = [
+                a for a in stated for c in claimed if abs(a.in_unit(c.unit) - c.value) <= 0.05 * abs(c.value)
+            ]
+            if claimed and not hits:
                 mis_ok[:, mi] = -1.0
+            elif hits:
+                units_with = [ui for ui, u in enumerate(units) if hits[0].text in u.text]
+                if units_with:
+                    evidenced[mi] = min(units_with, key=lambda ui: len(units[ui].text))
         for ui in range(len(units)):
             if not q.misconceptions:
                 break
@@ -246,6 +253,8 @@ class EmbeddingGrader:
             closer_than_any_point = s >= float(kp_ok[ui].max()) + t.misconception_margin
             if s >= t.misconception and closer_than_any_point and (mi not in held or s > held[mi][1]):
                 held[mi] = (ui, s)
+        for mi, ui in evidenced.items():
+            held.setdefault(mi, (ui, float(mis_ok[ui, mi])))
         # A sentence or sentence pair that contains a misconception earns nothing for the key points either,
         # nor do the pieces of a misconception unit; clauses beside it in the same sentence still can.
         held_texts = [units[ui].text for ui, _ in held.values()]

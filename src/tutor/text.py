@@ -228,7 +228,7 @@ ANTONYMS: list[tuple[set[str], set[str]]] = [
 ]
 
 DONT_KNOW = re.compile(
-    r"^\W*(i\s+(really\s+)?(do\s*n[o']?t|dont|don’t)\s+know|no\s+idea|not\s+sure|idk|dunno|no\s+clue|"
+    r"^\W*((honestly|sorry|um+|uh+|well|hmm+|tbh|ok|okay)\W+)*(i\s+(really\s+)?(do\s*n[o']?t|dont|don’t)\s+know|no\s+idea|not\s+sure|idk|dunno|no\s+clue|"
     r"i\s+have\s+no\s+(idea|clue)|i\s+forgot|i\s+can'?t\s+remember|pass|skip|\?+|n/?a|none)\b",
     re.IGNORECASE,
 )
