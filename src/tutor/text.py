@@ -403,84 +403,15 @@ def contradicts(clause: str | Polarity, phrasing: str | Polarity) -> bool:
     return False
 
 
-# Function words that carry no claim. Unlike STOPWORDS this keeps comparatives and quantifiers
-# (more, fewer, same, all, no), which is exactly what distinguishes a claim from its opposite.
-_LIGHT_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "into",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "am",
-        "do",
-        "does",
-        "did",
-        "has",
-        "have",
-        "had",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "their",
-        "they",
-        "them",
-        "he",
-        "she",
-        "we",
-        "you",
-        "i",
-        "me",
-        "my",
-        "our",
-        "your",
-        "his",
-        "her",
-        "which",
-        "who",
-        "what",
-        "when",
-        "where",
-        "how",
-        "as",
-        "so",
-        "if",
-        "then",
-        "than",
-        "also",
-        "just",
-        "very",
-        "can",
-        "could",
-        "would",
-        "should",
-        "will",
-        "may",
-        "might",
-        "must",
-    ]
+# Function words that carry no claim: STOPWORDS minus the words that can carry or flip one (comparatives,
+# quantifiers, negations, connectives: more, fewer, same, all, no, because...), which is exactly what
+# distinguishes a claim from its opposite in the lexical part of matching.
+_KEPT_AS_TERMS = frozenset(
+    """about again all although any because both but done down each every fewer further having here instead
+    it's less more most no nor not off once one ones only onto other out over own per rather same shall since
+    some such though too under unless until up via whether while whom whose why""".split()
 )
+_LIGHT_STOP = STOPWORDS - _KEPT_AS_TERMS
 
 
 def stem(w: str) -> str:
