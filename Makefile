@@ -51,7 +51,7 @@ eval: setup
 	$(BIN)/tutor eval evals/golden.jsonl --split test --report evals/report
 
 calibrate: setup
-	$(BIN)/tutor calibrate evals/golden.jsonl --split train
+	$(BIN)/tutor calibrate evals/golden.jsonl --split train --grid
 
 # External benchmarks in ../shared/benchmarks (minutes on a CPU; embeddings are cached under TUTOR_HOME).
 bench-external: setup

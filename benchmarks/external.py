@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,16 @@ def reproduce(res: dict[str, Any], d: str) -> str:
     )
 
 
+def _semeval_rows(res: dict[str, Any], fmt: Callable[[str, str, dict[str, Any]], str]) -> list[str]:
+    """One table row per SemEval split that was run, in a fixed order."""
+    return [
+        fmt(d, split, r)
+        for d in ("scientsbank", "beetle")
+        for split in DATASETS[d][1]
+        if (r := res.get(d, {}).get(split))
+    ]
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     meta = res.get("_meta", {})
     sample = meta.get("train_sample")
@@ -399,17 +410,15 @@ def render_markdown(res: dict[str, Any]) -> str:
         "|",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for d in ("scientsbank", "beetle"):
-        for split in DATASETS[d][1]:
-            r = res.get(d, {}).get(split)
-            if not r:
-                continue
-            lines.append(
-                f"| {d} {split} | {r['n']} | {_pct(PEER_GIVEN.get((d, split)))} "
-                f"| {_pct(r['peer_2way']['w_f1'])} "
-                f"| {_pct(r['grader_2way']['w_f1'])} | **{_pct(r['lr_2way']['w_f1'])}** "
-                f"| {_pct(r['majority_2way']['w_f1'])} | {PUBLISHED.get((d, split), '')} |"
-            )
+    lines += _semeval_rows(
+        res,
+        lambda d, split, r: (
+            f"| {d} {split} | {r['n']} | {_pct(PEER_GIVEN.get((d, split)))} "
+            f"| {_pct(r['peer_2way']['w_f1'])} "
+            f"| {_pct(r['grader_2way']['w_f1'])} | **{_pct(r['lr_2way']['w_f1'])}** "
+            f"| {_pct(r['majority_2way']['w_f1'])} | {PUBLISHED.get((d, split), '')} |"
+        ),
+    )
     lines += ["", *(reproduce(res, d) + "  " for d in ("scientsbank", "beetle") if d in res)]
     lines += [
         "",
@@ -418,17 +427,15 @@ def render_markdown(res: dict[str, Any]) -> str:
         "| split | peer acc / m-F1 | grader acc / m-F1 | grader+fit acc / m-F1 | grader uncalibrated W-F1 |",
         "|---|---|---|---|---:|",
     ]
-    for d in ("scientsbank", "beetle"):
-        for split in DATASETS[d][1]:
-            r = res.get(d, {}).get(split)
-            if not r:
-                continue
-            lines.append(
-                f"| {d} {split} | {_pct(r['peer_2way']['acc'])} / {_pct(r['peer_2way']['m_f1'])} "
-                f"| {_pct(r['grader_2way']['acc'])} / {_pct(r['grader_2way']['m_f1'])} "
-                f"| {_pct(r['lr_2way']['acc'])} / {_pct(r['lr_2way']['m_f1'])} "
-                f"| {_pct(r['grader_2way_uncalibrated']['w_f1'])} |"
-            )
+    lines += _semeval_rows(
+        res,
+        lambda d, split, r: (
+            f"| {d} {split} | {_pct(r['peer_2way']['acc'])} / {_pct(r['peer_2way']['m_f1'])} "
+            f"| {_pct(r['grader_2way']['acc'])} / {_pct(r['grader_2way']['m_f1'])} "
+            f"| {_pct(r['lr_2way']['acc'])} / {_pct(r['lr_2way']['m_f1'])} "
+            f"| {_pct(r['grader_2way_uncalibrated']['w_f1'])} |"
+        ),
+    )
     lines += [
         "",
         "## SemEval-2013, 3-way (correct / contradictory / incorrect)",
@@ -436,16 +443,15 @@ def render_markdown(res: dict[str, Any]) -> str:
         "| split | n | grader+fit acc / m-F1 / w-F1 | majority acc / m-F1 / w-F1 |",
         "|---|---:|---|---|",
     ]
-    for d in ("scientsbank", "beetle"):
-        for split in DATASETS[d][1]:
-            r = res.get(d, {}).get(split)
-            if not r:
-                continue
-            a, b = r["lr_3way"], r["majority_3way"]
-            lines.append(
-                f"| {d} {split} | {r['n']} | {_pct(a['acc'])} / {_pct(a['m_f1'])} / {_pct(a['w_f1'])} "
-                f"| {_pct(b['acc'])} / {_pct(b['m_f1'])} / {_pct(b['w_f1'])} |"
-            )
+    lines += _semeval_rows(
+        res,
+        lambda d, split, r: (
+            f"| {d} {split} | {r['n']} "
+            f"| {_pct(r['lr_3way']['acc'])} / {_pct(r['lr_3way']['m_f1'])} / {_pct(r['lr_3way']['w_f1'])} "
+            f"| {_pct(r['majority_3way']['acc'])} / {_pct(r['majority_3way']['m_f1'])} "
+            f"/ {_pct(r['majority_3way']['w_f1'])} |"
+        ),
+    )
     m = res.get("mohler")
     if m:
         lines += [

@@ -282,6 +282,12 @@ def test_tutor_eval_json_and_report(tmp_path: Path) -> None:
     for name in ("report.json", "report.md", "confusion.png", "scores.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 0
 
+    sampled = runner.invoke(app, ["eval", str(f), "--json", "--no-progress", "--sample", "2", "--seed", "1"])
+    assert sampled.exit_code == 0, sampled.output
+    assert json.loads(sampled.stdout)["sample"] == {"n": 2, "of": 3, "seed": 1}
+    zero = runner.invoke(app, ["eval", str(f), "--sample", "0"])
+    assert zero.exit_code == 2 and "--sample must be a positive" in zero.output
+
     bad = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
     assert bad.exit_code == 2 and "no such file" in bad.output
     none = runner.invoke(app, ["eval", str(f), "--split", "train"])
@@ -306,3 +312,25 @@ def test_tutor_eval_with_fake_judge_reports_judge_metrics(tmp_path: Path) -> Non
     assert j["judge_only_qwk"] is not None and j["tokens_total"] > 0
     bad = CliRunner().invoke(app, ["eval", str(f), "--judge", "nope:x"])
     assert bad.exit_code == 2 and "unknown judge" in bad.output
+
+
+def test_stratified_sample_keeps_the_label_mix_and_is_reproducible(tmp_path: Path, bank) -> None:
+    from tutor.evals.dataset import load_file, stratified_sample
+
+    labels = ["correct"] * 10 + ["partial"] * 6 + ["incorrect"] * 4
+    f = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {"id": str(i), "question_id": "ch11-1", "answer": f"a{i}", "label": lab}
+            for i, lab in enumerate(labels)
+        ],
+    )
+    rows = load_file(f, bank).rows
+    a = stratified_sample(rows, 10, seed=3)
+    assert [r.label for r in a].count("correct") == 5
+    assert [r.label for r in a].count("partial") == 3 and [r.label for r in a].count("incorrect") == 2
+    assert [r.id for r in a] == [r.id for r in stratified_sample(rows, 10, seed=3)]
+    assert [int(r.id) for r in a] == sorted(int(r.id) for r in a)  # original order kept
+    assert stratified_sample(rows, 50) == rows
+    with pytest.raises(ValueError):
+        stratified_sample(rows, 0)

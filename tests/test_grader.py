@@ -110,3 +110,28 @@ def test_rubric_embeddings_are_cached_on_disk(bank, tutor_home):
     assert sum(map(len, first.calls)) > sum(map(len, second.calls))
     # Second process: only the answer's units are embedded, never the rubric texts.
     assert all(q.reference not in call for call in second.calls)
+
+
+def test_intermediate_number_is_not_taken_as_the_misconception(bank, grader):
+    # 560 GB is the no_sharding misconception's number, but here it is a step towards the right 8.75 GB.
+    q = bank.get("ch12-4")
+    worked = grader.grade(
+        q,
+        "Adam keeps m and v in fp32, 8 bytes per parameter: 70e9 x 8 = 560 GB. "
+        "ZeRO-1 shards that over 64 GPUs, so 560 / 64 = 8.75 GB per GPU.",
+    )
+    assert worked.numeric and worked.numeric.correct
+    assert "no_sharding" not in {m.id for m in worked.misconceptions}
+    stuck = grader.grade(q, "Each GPU holds all 560 GB of Adam state.")
+    assert "no_sharding" in {m.id for m in stuck.misconceptions} and stuck.verdict == "incorrect"
+
+
+def test_answer_in_another_language_is_flagged_not_called_a_keyword_list(bank, grader):
+    german = (
+        "bf16 hat denselben Exponenten wie fp32 und damit den gleichen Wertebereich, deshalb laufen die "
+        "Gradienten nicht über und es ist keine Loss-Skalierung nötig."
+    )
+    g = grader.grade(bank.get("ch13-1"), german)
+    assert "not_english" in g.flags and "keyword_salad" not in g.flags
+    assert "not to be in English" in g.feedback
+    assert "not_english" not in grader.grade(bank.get("ch13-1"), "bf16 has the exponent of fp32.").flags

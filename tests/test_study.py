@@ -193,3 +193,31 @@ def test_cli_progress_history_flags(tutor_home: Path, bank, stub_grader: StubGra
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["question_id"] == qid and row["label"] is None and row["learner_claim"] == "it deserved more"
     assert runner.invoke(app, ["history", "ch99-1"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [
+        ("inconsistent", "depending on the order"),
+        ("disputed", "found a misconception it did not mention"),
+        ("one_order", "only grade it once"),
+        ("fallback", "could not grade"),
+        ("fused", None),
+    ],
+)
+def test_judge_note_explains_each_fusion_rule(rule: str, says: str | None) -> None:
+    from tutor.models import JudgeReport
+    from tutor.study import judge_note
+
+    report = JudgeReport(
+        judge="fake",
+        backend="fake",
+        model="fake",
+        embedding_score=0.5,
+        embedding_verdict="partial",
+        judge_weight=0.6,
+        rule=rule,  # type: ignore[arg-type]
+    )
+    g = Grade(question_id="ch13-1", score=0.5, verdict="partial", feedback="", grader="x", judge=report)
+    note = judge_note(g)
+    assert (note is None) if says is None else (note is not None and says in note)

@@ -47,7 +47,16 @@ def test_contradicts(clause, phrasing, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["I don't know", "idk", "no idea, sorry", "Not sure.", "?", "I dont know tbh"]
+    "text",
+    [
+        "I don't know",
+        "idk",
+        "no idea, sorry",
+        "Not sure.",
+        "?",
+        "I dont know tbh",
+        "I don't remember this one",
+    ],
 )
 def test_dont_know(text):
     assert T.is_dont_know(text)
@@ -89,3 +98,12 @@ def test_normalise_truncates_long_answers_at_a_sentence():
     text, truncated = T.normalise_answer("A sentence here. " * 400)
     assert truncated and len(text) <= T.MAX_ANSWER_CHARS and text.endswith(".")
     assert T.normalise_answer("  short \r\n\r\n answer ") == ("short\nanswer", False)
+
+
+def test_looks_non_english():
+    assert T.looks_non_english(
+        "SentencePiece verzichtet auf die Vor-Tokenisierung, und das Leerzeichen ist ein Symbol."
+    )
+    assert T.looks_non_english("El modelo es más grande y por eso la pérdida es menor con los mismos datos.")
+    assert not T.looks_non_english("bf16 fp32 exponent mantissa range underflow gradients loss scaling")
+    assert not T.looks_non_english("The model is bigger, so the loss is lower for the same data.")

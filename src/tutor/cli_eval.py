@@ -11,7 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from tutor.cli import app, err, fail, out
-from tutor.evals.dataset import PRESETS, LoadResult, Preset, load_files, parse_label_map
+from tutor.evals.dataset import (
+    PRESETS,
+    LoadResult,
+    Preset,
+    load_files,
+    parse_label_map,
+    stratified_sample,
+)
 from tutor.models import Verdict
 
 FilesArg = Annotated[
@@ -110,10 +117,20 @@ def eval_cmd(
         bool,
         typer.Option(help="Cache answer embeddings on disk (fast reruns; latency then excludes embedding)."),
     ] = False,
+    sample: Annotated[
+        int | None,
+        typer.Option(help="Grade only N rows, drawn with the gold label mix kept (for slow judge runs)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Measure the grader against labelled answers: QWK, accuracy, F1, confusion matrix, latency."""
     res = _load(files, preset, label_map, split)
+    n_loaded = len(res.rows)
+    if sample is not None:
+        if sample <= 0:
+            fail(f"--sample must be a positive number of rows, not {sample}")
+        res.rows = stratified_sample(res.rows, sample, seed)
     from tutor.evals import runner
     from tutor.evals.report import write_report
     from tutor.grader import load_thresholds
@@ -132,6 +149,7 @@ def eval_cmd(
     rep = runner.build_report(results, wall, embeddings_cached=batch)
     rep["files"] = [str(f) for f in files]
     rep["split"] = split
+    rep["sample"] = {"n": len(res.rows), "of": n_loaded, "seed": seed} if sample is not None else None
     rep["thresholds_version"] = t.version
     rep["thresholds"] = t.model_dump()
     rep["issues"] = [str(i) for i in res.issues]
@@ -220,13 +238,9 @@ def calibrate(
     from tutor.evals import calibrate as C
     from tutor.evals import runner
     from tutor.grader import Thresholds
-    from tutor.paths import evals_dir
+    from tutor.paths import calibration_path
 
-    if output is None:
-        try:
-            output = evals_dir() / C.CALIBRATION_FILE
-        except FileNotFoundError as e:
-            fail(f"{e}; pass --out PATH")
+    output = output or calibration_path()
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
     engine = _engine(judge) if judge is not None else None

@@ -36,7 +36,7 @@ from tutor.models import (
     Question,
     Verdict,
 )
-from tutor.paths import evals_dir
+from tutor.paths import calibration_path
 
 
 class Thresholds(BaseModel):
@@ -76,16 +76,9 @@ class Thresholds(BaseModel):
     )
 
 
-CALIBRATION_FILE = "calibration.json"
-
-
 def load_thresholds(path: Path | None = None) -> Thresholds:
     """The fitted thresholds if a calibration file exists, else the documented defaults."""
-    if path is None:
-        try:
-            path = evals_dir() / CALIBRATION_FILE
-        except FileNotFoundError:
-            return Thresholds()
+    path = path or calibration_path()
     if not path.exists():
         return Thresholds()
     data = json.loads(path.read_text())
@@ -171,11 +164,14 @@ class EmbeddingGrader:
         # Sentences that address the grader or only list terms are removed whole, with every unit built
         # from them (clauses and sentence pairs): they earn nothing, and what is left is graded as usual.
         dropped: list[str] = []
+        foreign = T.looks_non_english(text)
+        if foreign:
+            flags.append("not_english")
         for sent in T.sentences(text):
             if T.is_grader_instruction(sent):
                 flags.append("grader_instruction")
                 dropped.append(sent)
-            elif T.is_keyword_salad(sent):
+            elif not foreign and T.is_keyword_salad(sent):
                 flags.append("keyword_salad")
                 dropped.append(sent)
         kept = [u for u in T.answer_units(text) if not any(d in u.text for d in dropped)]
@@ -233,6 +229,10 @@ class EmbeddingGrader:
         # of arithmetic are too alike to tell 30 TB from 60 TB.
         # Conversely, stating exactly the number a misconception leads to is strong evidence of holding it.
         stated = [x for x in T.quantities(text) if T.known_unit(x.unit)]
+        # ...unless the answer also reaches the right result: then the misconception's number is a step on
+        # the way ("70e9 x 8 = 560 GB, sharded 64 ways: 8.75 GB"), not the answer.
+        numeric = _check_numeric(q, text) if q.numeric is not None else None
+        reaches_answer = numeric is not None and numeric.correct
         evidenced: dict[int, int] = {}  # misconception index -> unit stating its number
         for mi, m in enumerate(q.misconceptions):
             claimed = [x for p in m.phrasings for x in T.quantities(p) if T.known_unit(x.unit)]
@@ -241,7 +241,7 @@ class EmbeddingGrader:
             ]
             if claimed and not hits:
                 mis_ok[:, mi] = -1.0
-            elif hits:
+            elif hits and not reaches_answer:
                 units_with = [ui for ui, u in enumerate(units) if hits[0].text in u.text]
                 if units_with:
                     evidenced[mi] = min(units_with, key=lambda ui: len(units[ui].text))
@@ -306,10 +306,25 @@ class EmbeddingGrader:
         # The first key point is the core of the answer and weighs double.
         weights = np.array([2.0] + [1.0] * (len(credits) - 1))
         coverage = float(np.dot(weights, credits) / weights.sum())
+        n_contra = sum(m.id.startswith("contradicts:") for m in found)
+        best_kp = [max((float(kp_ok[ui, k]) for ui in free), default=0.0) for k in range(len(q.key_points))]
+        signals = {
+            "coverage": coverage,
+            "credit_min": min(credits),
+            "credit_first": credits[0],
+            "kp_sim_mean": float(np.mean(np.clip(best_kp, 0.0, 1.0))),
+            "ref_sim": ref_sim,
+            # How far the unit most like a misconception leans to it rather than to any key point.
+            "mis_margin": float((mis_ok.max(axis=1) - kp_ok.max(axis=1)).max()) if mis_ok.size else -1.0,
+            "misconceptions": float(len(found) - n_contra),
+            "contradictions": float(n_contra),
+            "words": float(np.log1p(len(text.split()))),
+        }
 
-        numeric = None
-        if q.numeric is not None:
-            numeric = _check_numeric(q, text)
+        if numeric is not None:
+            signals["numeric_right"] = float(numeric.correct)
+            signals["numeric_wrong"] = float(bool(numeric.found) and not numeric.correct)
+            signals["numeric_missing"] = float(not numeric.found)
             if numeric.found:
                 coverage = 0.5 * coverage + 0.5 * float(numeric.correct)
             else:
@@ -336,6 +351,7 @@ class EmbeddingGrader:
             feedback="",
             flags=flags,
             numeric=numeric,
+            signals={k: round(v, 4) for k, v in signals.items()},
             grader=self.name,
         )
         grade.feedback = feedback_text(grade)
@@ -388,6 +404,11 @@ def feedback_text(g: Grade) -> str:
             parts.append(f"Your number ({', '.join(g.numeric.found)}) is off: expected {g.numeric.expected}.")
         else:
             parts.append(f"Give the number with its unit (expected {g.numeric.expected}).")
+    if "not_english" in g.flags:
+        parts.append(
+            "This answer seems not to be in English. Answers are compared with English references, so this "
+            "grade is less reliable: try answering in English."
+        )
     if "grader_instruction" in g.flags:
         parts.append("Instructions to the grader were ignored.")
     if "truncated" in g.flags:

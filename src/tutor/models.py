@@ -228,8 +228,13 @@ class Grade(BaseModel):
     flags: list[str] = Field(
         default_factory=list,
         description="Why credit was withheld or input changed: empty, dont_know, off_topic, "
-        "copied_question, keyword_salad, grader_instruction, truncated.",
+        "copied_question, keyword_salad, grader_instruction, truncated; not_english (graded, less reliably).",
     )
     numeric: NumericResult | None = None
+    signals: dict[str, float] = Field(
+        default_factory=dict,
+        description="The embedding grader's raw measurements the score was computed from (coverage, "
+        "similarities, counts), for debugging and for fitting other ways to combine them.",
+    )
     grader: str = Field(description="What produced the grade, e.g. 'embedding:all-MiniLM-L6-v2'.")
     judge: JudgeReport | None = Field(default=None, description="LLM judge details when a judge was used.")

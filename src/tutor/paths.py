@@ -52,5 +52,10 @@ def prompts_dir() -> Path:
     return _content_dir("prompts")
 
 
-def evals_dir() -> Path:
-    return _content_dir("evals")
+def calibration_path() -> Path:
+    """The fitted thresholds grading uses by default: evals/calibration.json in a checkout (where
+    `tutor calibrate` writes it), tutor/calibration.json inside a wheel. The path may not exist yet."""
+    packaged = _PKG / "calibration.json"
+    if packaged.is_file():
+        return packaged
+    return _PKG.parent.parent / "evals" / "calibration.json"

@@ -148,6 +148,12 @@ def judge_note(g: Grade) -> str | None:
             "the reference and your answer, so the more cautious verdict is shown. Dispute it with ! if it "
             "looks wrong."
         )
+    if j.rule == "disputed":
+        return (
+            "The LLM judge rated this answer higher, but the grader found a misconception it did not "
+            "mention (see 'Watch out'), so the more cautious verdict is shown. Dispute it with ! if the "
+            "grader misread you."
+        )
     if j.rule == "one_order":
         return (
             "This grade is less certain: the LLM judge could only grade it once, so it is graded cautiously."

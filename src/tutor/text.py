@@ -229,7 +229,7 @@ ANTONYMS: list[tuple[set[str], set[str]]] = [
 
 DONT_KNOW = re.compile(
     r"^\W*((honestly|sorry|um+|uh+|well|hmm+|tbh|ok|okay)\W+)*(i\s+(really\s+)?(do\s*n[o']?t|dont|don’t)\s+know|no\s+idea|not\s+sure|idk|dunno|no\s+clue|"
-    r"i\s+have\s+no\s+(idea|clue)|i\s+forgot|i\s+can'?t\s+remember|pass|skip|\?+|n/?a|none)\b",
+    r"i\s+have\s+no\s+(idea|clue)|i\s+forgot|i\s+(can'?t|cannot|do\s*n[o']?t|dont)\s+(remember|recall)|pass|skip|\?+|n/?a|none)\b",
     re.IGNORECASE,
 )
 
@@ -439,6 +439,29 @@ def is_dont_know(text: str) -> bool:
 
 def is_grader_instruction(text: str) -> bool:
     return bool(GRADER_INSTRUCTION.search(text))
+
+
+# Frequent function words of German, French, Spanish, Italian, Portuguese and Dutch, none of them
+# common English words: enough to tell "this answer is not in English" from a terse English list.
+_FOREIGN_FUNCTION_WORDS = frozenset(
+    """der das und ist nicht ein eine einen dem des mit auf sich auch wird werden sind oder wenn
+    le les est une et du dans pour pas que qui sur au aux sont ce cette avec
+    el los las es una por con para del lo se como más muy pero está son hay
+    il di che non della delle sono gli nel una questo
+    o os um uma não em da do das dos mais
+    het een van niet zijn wordt ook voor""".split()
+)
+
+
+def looks_non_english(text: str) -> bool:
+    """An answer written in another language. Its sentences have few English stopwords, so without this
+    check they would be mistaken for keyword lists; the grader flags them instead (`not_english`)."""
+    ws = words(text)
+    if len(ws) < 8:
+        return False
+    foreign = sum(w in _FOREIGN_FUNCTION_WORDS for w in ws) / len(ws)
+    english = sum(w in STOPWORDS for w in ws) / len(ws)
+    return foreign >= 0.12 and foreign > english
 
 
 def is_keyword_salad(text: str) -> bool:

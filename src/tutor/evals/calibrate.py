@@ -19,7 +19,7 @@ import numpy as np
 
 from tutor.evals import metrics as M
 from tutor.evals.dataset import ORDINAL, EvalRow
-from tutor.grader import CALIBRATION_FILE, EmbeddingGrader, Thresholds
+from tutor.grader import EmbeddingGrader, Thresholds
 from tutor.models import Grade
 
 CALIBRATION_FORMAT = 1
@@ -172,4 +172,4 @@ def write_calibration(
     return t
 
 
-__all__ = ["CALIBRATION_FILE", "DEFAULT_GRID", "apply_cutoffs", "fit", "fit_cutoffs", "write_calibration"]
+__all__ = ["DEFAULT_GRID", "apply_cutoffs", "fit", "fit_cutoffs", "write_calibration"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,6 +344,26 @@ def load_file(
             )
         )
     return LoadResult(rows, issues, skipped)
+
+
+def stratified_sample(rows: Sequence[EvalRow], n: int, seed: int = 0) -> list[EvalRow]:
+    """n rows drawn without replacement, proportionally from each gold label (largest remainder), in
+    their original order. For expensive runs (an LLM judge at a minute per answer) on a subset whose label
+    mix matches the whole; the same seed always draws the same rows."""
+    if n <= 0:
+        raise ValueError(f"sample size must be positive, not {n}")
+    if n >= len(rows):
+        return list(rows)
+    by_label: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_label.setdefault(r.label, []).append(i)
+    quota = {k: n * len(v) / len(rows) for k, v in by_label.items()}
+    take = {k: int(q) for k, q in quota.items()}
+    for k in sorted(quota, key=lambda k: quota[k] - take[k], reverse=True)[: n - sum(take.values())]:
+        take[k] += 1
+    rng = random.Random(seed)
+    chosen = {i for k, idx in sorted(by_label.items()) for i in rng.sample(idx, take[k])}
+    return [r for i, r in enumerate(rows) if i in chosen]
 
 
 def load_files(
