@@ -42,7 +42,9 @@ def main() -> None:
     ids = [r["id"] for r in out]
     if len(ids) != len(set(ids)):
         raise SystemExit("duplicate ids in the golden parts")
-    (HERE / "golden.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), "utf-8")
+    (HERE / "golden.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), "utf-8"
+    )
     n_test = sum(r["split"] == "test" for r in out)
     print(f"wrote {len(out)} rows ({len(out) - n_test} train, {n_test} test) to evals/golden.jsonl")
 
