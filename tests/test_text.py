@@ -105,5 +105,10 @@ def test_looks_non_english():
         "SentencePiece verzichtet auf die Vor-Tokenisierung, und das Leerzeichen ist ein Symbol."
     )
     assert T.looks_non_english("El modelo es más grande y por eso la pérdida es menor con los mismos datos.")
+    assert T.looks_non_english(
+        "bf16 hat denselben Exponenten wie fp32 und damit den gleichen Wertebereich, deshalb ist keine "
+        "Loss-Skalierung nötig."
+    )
     assert not T.looks_non_english("bf16 fp32 exponent mantissa range underflow gradients loss scaling")
+    assert not T.looks_non_english("The naïve café approach: a résumé of the rôle bf16 plays in training.")
     assert not T.looks_non_english("The model is bigger, so the loss is lower for the same data.")

@@ -444,22 +444,27 @@ def is_grader_instruction(text: str) -> bool:
 # Frequent function words of German, French, Spanish, Italian, Portuguese and Dutch, none of them
 # common English words: enough to tell "this answer is not in English" from a terse English list.
 _FOREIGN_FUNCTION_WORDS = frozenset(
-    """der das und ist nicht ein eine einen dem des mit auf sich auch wird werden sind oder wenn
+    """der das und ist nicht ein eine einen dem den des mit auf sich auch wird werden sind oder wenn
+    wie kein keine zu im zum zur bei durch nur noch aber dass weil
     le les est une et du dans pour pas que qui sur au aux sont ce cette avec
     el los las es una por con para del lo se como más muy pero está son hay
     il di che non della delle sono gli nel una questo
-    o os um uma não em da do das dos mais
+    uma não das dos mais
     het een van niet zijn wordt ook voor""".split()
 )
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+_ACCENTED = re.compile(r"[à-öø-ÿœ]")
 
 
 def looks_non_english(text: str) -> bool:
     """An answer written in another language. Its sentences have few English stopwords, so without this
     check they would be mistaken for keyword lists; the grader flags them instead (`not_english`)."""
-    ws = words(text)
+    ws = _LETTERS.findall(text.lower())  # Unicode letters: "nötig" is one word here, not "n" + "tig"
     if len(ws) < 8:
         return False
-    foreign = sum(w in _FOREIGN_FUNCTION_WORDS for w in ws) / len(ws)
+    foreign = sum(w in _FOREIGN_FUNCTION_WORDS or bool(_ACCENTED.search(w)) for w in ws) / len(ws)
     english = sum(w in STOPWORDS for w in ws) / len(ws)
     return foreign >= 0.12 and foreign > english
 
