@@ -368,11 +368,22 @@ def _semeval_rows(res: dict[str, Any], fmt: Callable[[str, str, dict[str, Any]],
     ]
 
 
+EXTERNAL_HEADING = "# External benchmark results"
+
+
+def write_markdown(path: Path, text: str) -> None:
+    """Replace the external-benchmark part of the results file, keeping what comes before its heading
+    (evals/RESULTS.md opens with the golden-set results, written by hand from `make eval`)."""
+    old = path.read_text() if path.exists() else ""
+    keep = old[: old.index(EXTERNAL_HEADING)] if EXTERNAL_HEADING in old else ""
+    path.write_text(keep + text)
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     meta = res.get("_meta", {})
     sample = meta.get("train_sample")
     lines = [
-        "# External benchmark results",
+        EXTERNAL_HEADING,
         "",
         f"Run {meta.get('date', '?')}, grader "
         + ", ".join(
@@ -523,21 +534,6 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines.append(
             f"| beat the peer on every split | {sum(beats)}/{len(beats)} | {'yes' if all(beats) else 'no'} |"
         )
-    golden = REPO / "evals" / "report" / "report.json"
-    if golden.exists():
-        g = json.loads(golden.read_text())
-        ci = g.get("ci95", {})
-        lines += [
-            "",
-            "## Golden set (our 40 questions), test split",
-            "",
-            f"From `make eval` (`tutor eval evals/golden.jsonl --split test --report evals/report`), "
-            f"thresholds "
-            f"`{g.get('thresholds_version')}`: n {g['n']}, QWK {_pct(g['qwk'])} "
-            f"(95% CI {_pct(ci.get('qwk', [None])[0])}–{_pct(ci.get('qwk', [None, None])[1])}), "
-            f"accuracy {_pct(g['accuracy'])}, macro-F1 {_pct(g['macro_f1'])}, 2-way weighted F1 "
-            f"{_pct(g['two_way']['weighted_f1'])}. Full report: `evals/report/report.md`.",
-        ]
     lines += [
         "",
         "## Licences",
@@ -565,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         if args.markdown is None or not results:
             ap.error("--render-only needs an existing --out JSON and --markdown PATH")
-        args.markdown.write_text(render_markdown(results))
+        write_markdown(args.markdown, render_markdown(results))
         return 0
     if not SHARED.is_dir():
         print(f"benchmarks not found at {SHARED}; nothing to do", file=sys.stderr)
@@ -603,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         # Written after every dataset: a long run that dies later keeps what it measured.
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         if args.markdown:
-            args.markdown.write_text(render_markdown(results))
+            write_markdown(args.markdown, render_markdown(results))
     print(json.dumps({k: v for k, v in results.items() if k != "_meta"}, indent=1))
     return 0
 
