@@ -310,6 +310,14 @@ def test_tutor_eval_with_fake_judge_reports_judge_metrics(tmp_path: Path) -> Non
     j = json.loads(res.stdout)["judge"]
     assert j["n"] == 2 and j["position_consistency"] == 1.0 and j["unscored_rate"] == 0.0
     assert j["judge_only_qwk"] is not None and j["tokens_total"] > 0
+    assert j["order_n"] == {"A": 2, "B": 2}
+    # Biased to the first position: order B (answer first) says "correct", order A "partial".
+    biased = CliRunner().invoke(
+        app, ["eval", str(f), "--json", "--no-progress", "--judge", "fake:partial,bias=first"]
+    )
+    jb = json.loads(biased.stdout)["judge"]
+    assert jb["position_consistency"] == 0.0 and jb["prefer_first"] == 1.0
+    assert set(jb["order_qwk"]) == {"A", "B"} and jb["order_n"] == {"A": 2, "B": 2}
     bad = CliRunner().invoke(app, ["eval", str(f), "--judge", "nope:x"])
     assert bad.exit_code == 2 and "unknown judge" in bad.output
 

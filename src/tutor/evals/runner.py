@@ -139,6 +139,13 @@ def judge_metrics(results: Sequence[EvalResult]) -> dict[str, Any] | None:
     for _, j in judged:
         rules[j.rule] += 1
     gold_all = [r.row.label for r, _ in judged]
+    # Each order on its own, over every answer it parsed: what the judge alone is worth in that position.
+    by_order: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for r, j in sent:
+        for c in j.calls:
+            if c.status == "ok" and c.reply is not None:
+                by_order[c.order][0].append(r.row.label)
+                by_order[c.order][1].append(c.reply.verdict)
     return {
         "n": len(judged),
         "sent_to_judge": len(sent),
@@ -158,6 +165,8 @@ def judge_metrics(results: Sequence[EvalResult]) -> dict[str, Any] | None:
         if own
         else None,
         "judge_only_n": len(own),
+        "order_qwk": {o: M._num(M.qwk(g, p)) for o, (g, p) in sorted(by_order.items())},
+        "order_n": {o: len(g) for o, (g, _) in sorted(by_order.items())},
         "embedding_only_qwk": M._num(M.qwk(gold_all, [j.embedding_verdict for _, j in judged])),
         "fused_qwk": M._num(M.qwk(gold_all, [r.grade.verdict for r, _ in judged])),
         "tokens_total": int(tokens),
