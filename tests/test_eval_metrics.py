@@ -342,3 +342,35 @@ def test_stratified_sample_keeps_the_label_mix_and_is_reproducible(tmp_path: Pat
     assert stratified_sample(rows, 50) == rows
     with pytest.raises(ValueError):
         stratified_sample(rows, 0)
+
+
+def test_calibrate_with_a_judge_fits_weight_and_inconsistency_rule(tmp_path: Path) -> None:
+    from tutor.cli import app
+
+    answers = [
+        ("Scale parameters and training tokens together, about 20 tokens per parameter.", "correct"),
+        ("Chinchilla scaled data and model size equally for a fixed compute budget.", "correct"),
+        ("Make the model as big as possible; data matters less.", "incorrect"),
+        ("I don't know", "incorrect"),
+        ("It is about compute budgets and scaling.", "partial"),
+        ("Use more tokens than before.", "partial"),
+    ]
+    f = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"id": str(i), "question_id": "ch11-1", "answer": a, "label": lab, "split": "train"}
+            for i, (a, lab) in enumerate(answers)
+        ],
+    )
+    out = tmp_path / "calibration.json"
+    args = ["calibrate", str(f), "--out", str(out), "--no-progress", "--judge", "fake:partial,bias=first"]
+    res = CliRunner().invoke(app, [*args, "--judge-sample", "4"])
+    assert res.exit_code == 0, res.output
+    fit_info = json.loads(out.read_text())["fit"]
+    assert fit_info["judge_rows"] == 4
+    assert {(p["judge_inconsistent"], p["judge_weight"]) for p in fit_info["judge_tried"]} == {
+        (rule, w) for rule in ("conservative", "embedding") for w in (0.2, 0.4, 0.6, 0.8, 1.0)
+    }
+    assert load_thresholds(out).judge_inconsistent in ("conservative", "embedding")
+    bad = CliRunner().invoke(app, [*args, "--judge-sample", "0"])
+    assert bad.exit_code == 2 and "--judge-sample must be a positive" in bad.output

@@ -140,6 +140,16 @@ def test_inconsistent_judge_cannot_lift_a_low_embedding_grade(q, engine_for):
     assert g.verdict == "incorrect" and g.score < Thresholds().partial
 
 
+def test_inconsistent_judge_can_abstain_instead(q, engine_for):
+    t = Thresholds(judge_inconsistent="embedding")
+    stub = StubGrader("correct", 0.9)
+    g = grade_with_judge(q, GOOD, engine_for(FakeJudge("partial", bias="second")), stub, thresholds=t)
+    r = g.judge
+    assert r is not None and r.rule == "inconsistent" and r.preferred_position == "second"
+    assert (g.verdict, g.score) == ("correct", 0.9)  # the embedding grade stands
+    assert "judge abstains" in r.note and "not used" in g.feedback
+
+
 # ------------------------------------------------------------------ parse failures, retries, fallback
 
 

@@ -133,7 +133,7 @@ def grade(
     if judge_obj is not None:
         from tutor.judge.fuse import grade_with_judge
 
-        g = grade_with_judge(q, text, judge_obj, get_grader(), rubric_version=bank.version)
+        g = grade_with_judge(q, text, judge_obj, get_grader())
     else:
         g = get_grader().grade(q, text)
     if as_json:

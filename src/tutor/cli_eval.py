@@ -226,7 +226,12 @@ def calibrate(
         bool, typer.Option(help="Also grid-search cover_full, cover_min, reference_weight.")
     ] = False,
     judge: Annotated[
-        str | None, typer.Option(help="Also fit judge_weight with this judge (runs it on every train row).")
+        str | None,
+        typer.Option(help="Also fit judge_weight and the inconsistent-orders rule with this judge."),
+    ] = None,
+    judge_sample: Annotated[
+        int | None,
+        typer.Option(help="Run the judge on only N train rows (label mix kept, seed 0): it is slow."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--out", help="Where to write (default: evals/calibration.json).")
@@ -234,6 +239,8 @@ def calibrate(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fit the verdict thresholds on labelled train rows; grading then uses them by default."""
+    if judge_sample is not None and judge_sample <= 0:
+        fail(f"--judge-sample must be a positive number of rows, not {judge_sample}")
     res = _load(files, preset, label_map, split)
     from tutor.evals import calibrate as C
     from tutor.evals import runner
@@ -246,7 +253,8 @@ def calibrate(
     engine = _engine(judge) if judge is not None else None
     t, info = C.fit(res.rows, grader, C.DEFAULT_GRID if grid else None)
     if engine is not None:
-        t, jinfo = C.fit_judge_weight(res.rows, grader, engine, t)
+        judged = stratified_sample(res.rows, judge_sample) if judge_sample else res.rows
+        t, jinfo = C.fit_judge_weight(judged, grader, engine, t)
         info.update(jinfo)
     try:
         from tutor.rubric import default_bank
@@ -262,7 +270,12 @@ def calibrate(
         f"calibrated on {info['n']} {split or 'all'} rows: "
         f"partial >= {t.partial:.2f}, correct >= {t.correct:.2f}"
         + ("".join(f", {k} {getattr(t, k)}" for k in C.DEFAULT_GRID) if grid else "")
-        + (f", judge_weight {t.judge_weight}" if judge else "")
+        + (
+            f", judge_weight {t.judge_weight}, inconsistent orders -> {t.judge_inconsistent}"
+            f" (on {info['judge_rows']} rows)"
+            if judge
+            else ""
+        )
         + f"\ntrain QWK {_fmt(b['qwk'])} -> {_fmt(a['qwk'])}, accuracy {_fmt(b['accuracy'])} -> "
         f"{_fmt(a['accuracy'])}\nwrote {output} ({t.version})"
     )

@@ -37,7 +37,7 @@ def open_store() -> Store:
         fail(str(e))
 
 
-def judge_grade_fn(spec: str, rubric_version: str) -> GradeFn:
+def judge_grade_fn(spec: str) -> GradeFn:
     """Embedding grade sharpened by the LLM judge ``spec`` (e.g. ``local``, ``ollama:MODEL``)."""
     from tutor import judge as judge_mod
 
@@ -49,7 +49,7 @@ def judge_grade_fn(spec: str, rubric_version: str) -> GradeFn:
     def grade(q: Question, answer: str) -> Grade:
         from tutor.grader import get_grader
 
-        return judge_mod.grade_with_judge(q, answer, judge, get_grader(), rubric_version=rubric_version)
+        return judge_mod.grade_with_judge(q, answer, judge, get_grader())
 
     return grade
 
@@ -77,7 +77,7 @@ def study(
     bank = load_bank()
     if chapter is not None and chapter not in bank.chapters:
         fail(f"no chapter {chapter}; chapters are {', '.join(str(c) for c in sorted(bank.chapters))}")
-    grade_fn = judge_grade_fn(judge, bank.version) if judge else default_grade_fn()
+    grade_fn = judge_grade_fn(judge) if judge else default_grade_fn()
     store = open_store()
     _enable_line_editing()
     # A progress bar from the model loader would scribble over the question the learner is reading.

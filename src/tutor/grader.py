@@ -21,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,6 +74,11 @@ class Thresholds(BaseModel):
         description="with an LLM judge whose two orders agree: final score = judge_weight * judge score + "
         "(1 - judge_weight) * embedding score. 0.6 leans on the judge, which catches negations the "
         "embeddings miss; `tutor calibrate` refits it on the golden train split.",
+    )
+    judge_inconsistent: Literal["conservative", "embedding"] = Field(
+        "conservative",
+        description="when the judge's two orders disagree: the most conservative of the embedding and judge "
+        "verdicts, or the embedding grade alone (the judge abstains); `tutor calibrate --judge` chooses.",
     )
 
 

@@ -112,6 +112,9 @@ def fit(
 JUDGE_WEIGHTS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
+JUDGE_INCONSISTENT = ("conservative", "embedding")
+
+
 def fit_judge_weight(
     rows: Sequence[EvalRow],
     grader: EmbeddingGrader,
@@ -119,27 +122,30 @@ def fit_judge_weight(
     t: Thresholds,
     weights: Sequence[float] = JUDGE_WEIGHTS,
 ) -> tuple[Thresholds, dict[str, Any]]:
-    """Refit `judge_weight` with the embedding cut-offs fixed. When both judge orders agree the verdict is
-    the judge's whatever the weight, so the weight only moves the score: chosen by QWK, then by Spearman of
-    score vs label. The judge runs once per answer; later weights read its reply cache."""
+    """Refit `judge_weight` and the rule for inconsistent orders (`judge_inconsistent`), with the embedding
+    cut-offs fixed. When both judge orders agree the verdict is the judge's whatever the weight, so the
+    weight only moves the score: chosen by QWK, then by Spearman of score vs label; on a tie the earlier
+    (more conservative) setting stays. The judge runs once per answer; later settings read its reply cache."""
     from tutor.judge.fuse import grade_with_judge
 
     gold = [r.label for r in rows]
     tried = []
-    best: tuple[float, float, float] | None = None
-    for w in weights:
-        tw = t.model_copy(update={"judge_weight": w})
-        grader.t = tw
-        grades = [grade_with_judge(r.question, r.answer, engine, grader, thresholds=tw) for r in rows]
-        q = M.qwk(gold, [g.verdict for g in grades])
-        sp = M.spearman([g.score for g in grades], [ORDINAL[x] for x in gold]) or 0.0
-        q = -1.0 if np.isnan(q) else q
-        tried.append({"judge_weight": w, "qwk": round(q, 4), "spearman": round(sp, 4)})
-        if best is None or (q, sp) > best[:2]:
-            best = (q, sp, w)
+    best: tuple[float, float, dict[str, Any]] | None = None
+    for rule in JUDGE_INCONSISTENT:
+        for w in weights:
+            point = {"judge_weight": w, "judge_inconsistent": rule}
+            tw = t.model_copy(update=point)
+            grader.t = tw
+            grades = [grade_with_judge(r.question, r.answer, engine, grader, thresholds=tw) for r in rows]
+            q = M.qwk(gold, [g.verdict for g in grades])
+            sp = M.spearman([g.score for g in grades], [ORDINAL[x] for x in gold]) or 0.0
+            q = -1.0 if np.isnan(q) else q
+            tried.append({**point, "qwk": round(q, 4), "spearman": round(sp, 4)})
+            if best is None or (q, sp) > best[:2]:
+                best = (q, sp, point)
     assert best is not None
     grader.t = t
-    return t.model_copy(update={"judge_weight": best[2]}), {"judge_weight_tried": tried}
+    return t.model_copy(update=best[2]), {"judge_tried": tried, "judge_rows": len(rows)}
 
 
 def version_for(t: Thresholds, when: dt.datetime) -> str:

@@ -10,7 +10,10 @@ The rule (also in README and in each report's `rule` field):
   tends to be lenient, and a wrong belief the rubric names is the strongest evidence there is.
 - The orders disagree ("inconsistent"), only one order parsed, or "disputed": the judge is not trusted on
   its own. verdict = the most conservative of the embedding verdict and the judge verdict(s); score = the
-  lower of the embedding score and the fused score, in that verdict's band.
+  lower of the embedding score and the fused score, in that verdict's band. For "inconsistent",
+  `Thresholds.judge_inconsistent = "embedding"` makes the judge abstain instead (the embedding grade
+  stands): a judge that contradicts itself says nothing about the answer, and the conservative rule lets
+  its position bias veto good answers. `tutor calibrate --judge` picks the rule on train rows.
 - No order parsed (unscored), or the backend failed: the embedding grade, unchanged, and the feedback
   says the judge could not grade it. A judge failure never loses or blocks a grade.
 - Empty answers and "I don't know" are not sent to the judge.
@@ -67,8 +70,9 @@ def grade_with_judge(
     """Embedding grade sharpened by an LLM judge graded in both orders. Never raises for judge failures.
 
     `judge` is a spec ("local", "openai:gpt-4o-mini", "fake:correct"), a backend, or a JudgeEngine (to
-    choose prompts or the cache). `rubric_version` (e.g. `QuestionBank.version`) goes into the cache key;
-    by default a hash of this question's rubric content is used.
+    choose prompts or the cache). The judge's reply cache is keyed by a hash of this question's rubric
+    content, so `tutor grade`, `study` and `eval` share replies and editing one question invalidates only
+    its own; `rubric_version` overrides that key (tests use it).
     """
     grader = grader or get_grader()
     t = thresholds or getattr(grader, "t", None) or Thresholds()
@@ -155,6 +159,16 @@ def fuse(base: Grade, calls: list[JudgeCall], report: JudgeReport, q: Question, 
             report.consistent, report.rule = False, "inconsistent"
             # Order A shows the answer second, order B first.
             report.preferred_position = "second" if _rank(a.verdict) > _rank(b.verdict) else "first"
+            if t.judge_inconsistent == "embedding":
+                report.note = (
+                    f"orders disagree (A: {a.verdict}, B: {b.verdict}); the judge abstains and the "
+                    f"embedding grade ({base.verdict}) is used"
+                )
+                grade = base.model_copy(
+                    update={"judge": report, "grader": f"{base.grader}+judge:{report.judge}"}
+                )
+                grade.feedback += " (LLM judge inconsistent: its two readings disagreed, so it was not used.)"
+                return grade
             report.note = (
                 f"orders disagree (A: {a.verdict}, B: {b.verdict}); the more conservative of "
                 f"the embedding ({base.verdict}) and judge verdicts is used"
