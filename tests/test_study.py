@@ -218,6 +218,9 @@ def test_judge_note_explains_each_fusion_rule(rule: str, says: str | None) -> No
         judge_weight=0.6,
         rule=rule,  # type: ignore[arg-type]
     )
-    g = Grade(question_id="ch13-1", score=0.5, verdict="partial", feedback="", grader="x", judge=report)
+    g = Grade(question_id="ch13-1", score=0.4, verdict="partial", feedback="", grader="x", judge=report)
     note = judge_note(g)
     assert (note is None) if says is None else (note is not None and says in note)
+    if rule == "inconsistent":  # the judge abstained: the grade is the embedding grade
+        same = g.model_copy(update={"score": 0.5})
+        assert "was not used" in (judge_note(same) or "")

@@ -142,6 +142,11 @@ def judge_note(g: Grade) -> str | None:
     j = g.judge
     if j is None:
         return None
+    if j.rule == "inconsistent" and (g.verdict, g.score) == (j.embedding_verdict, j.embedding_score):
+        return (
+            "The LLM judge gave different verdicts depending on the order it read the reference and your "
+            "answer, so it was not used: this is the embedding grader's grade."
+        )
     if j.rule == "inconsistent":
         return (
             "This grade is uncertain: the LLM judge gave different verdicts depending on the order it read "
