@@ -145,7 +145,7 @@ def judge_note(g: Grade) -> str | None:
     if j.rule == "inconsistent" and (g.verdict, g.score) == (j.embedding_verdict, j.embedding_score):
         return (
             "The LLM judge gave different verdicts depending on the order it read the reference and your "
-            "answer, so it was not used: this is the embedding grader's grade."
+            "answer, so this is the embedding grader's grade. Dispute it with ! if it looks wrong."
         )
     if j.rule == "inconsistent":
         return (
