@@ -208,10 +208,11 @@ def _render(rep: dict[str, Any]) -> None:
         cm.add_row(lab, *map(str, row))
     out.print(cm)
     if rep.get("judge"):
-        out.print(
-            "judge: "
-            + ", ".join(f"{k} {_fmt(v)}" for k, v in rep["judge"].items() if not isinstance(v, dict))
-        )
+
+        def show(v: Any) -> str:
+            return " ".join(f"{k}={_fmt(x)}" for k, x in v.items()) if isinstance(v, dict) else _fmt(v)
+
+        out.print("judge: " + ", ".join(f"{k} {show(v)}" for k, v in rep["judge"].items() if v is not None))
 
 
 @app.command()
