@@ -101,15 +101,28 @@ class Judge(Protocol):
 
 
 class BaseJudge:
-    """Shared plumbing: settings and the concurrency limiter."""
+    """Shared plumbing: settings, the concurrency limiter, and the SDK client (injected, or made on first
+    use by `_make_client`, so constructing a judge never imports an SDK or reaches a server)."""
 
     backend = "base"
 
-    def __init__(self, model: str, spec: str, settings: JudgeSettings | None = None):
+    def __init__(
+        self, model: str, spec: str | None = None, settings: JudgeSettings | None = None, client: Any = None
+    ):
         self.model = model
-        self.spec = spec
+        self.spec = spec or f"{self.backend}:{model}"
         self.settings = settings or JudgeSettings()
         self.limiter = threading.BoundedSemaphore(self.settings.max_concurrency)
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        raise JudgeError(f"the {self.backend} judge has no SDK client")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"

@@ -39,9 +39,7 @@ class FakeJudge(BaseJudge):
         if bias not in (None, "first", "second"):
             raise JudgeSpecError(f"fake judge bias must be 'first' or 'second', not {bias!r}")
         model = ",".join(x for x in (verdict, f"bias={bias}" if bias else "", mode or "") if x)
-        super().__init__(
-            model=model, spec=spec or f"fake:{model}", settings=settings or JudgeSettings(backoff_s=0.0)
-        )
+        super().__init__(model=model, spec=spec, settings=settings or JudgeSettings(backoff_s=0.0))
         self.verdict: Verdict = verdict
         self.bias = bias
         self.mode = mode

@@ -88,22 +88,12 @@ class LocalJudge(OpenAIJudge):
         super().__init__(MODEL_FILE, spec=spec, settings=settings or JudgeSettings(timeout_s=600.0))
         self.model_path = model_path
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import openai
-
-            try:
-                server = get_server(self.model_path)
-            except ModelSetupError as e:
-                raise JudgeError(str(e)) from e
-            self._client = openai.OpenAI(
-                api_key="not-needed",
-                base_url=server.base_url + "/v1",
-                timeout=self.settings.timeout_s,
-                max_retries=0,
-            )
-        return self._client
+    def _make_client(self) -> Any:
+        try:
+            server = get_server(self.model_path)
+        except ModelSetupError as e:
+            raise JudgeError(str(e)) from e
+        return self._openai_client("not-needed", server.base_url + "/v1")
 
     def complete(self, request: JudgeRequest):  # type: ignore[override]
         check_allow_model_requests()  # before starting a 2 GB server, not just before the HTTP call

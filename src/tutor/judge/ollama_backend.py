@@ -31,18 +31,14 @@ class OllamaJudge(BaseJudge):
         spec: str | None = None,
         settings: JudgeSettings | None = None,
     ):
-        super().__init__(model=model, spec=spec or f"ollama:{model}", settings=settings)
-        self._client = client
+        super().__init__(model=model, spec=spec, settings=settings, client=client)
         self._host = host
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import ollama
+    def _make_client(self) -> Any:
+        import ollama
 
-            # host=None lets the client read OLLAMA_HOST (default http://127.0.0.1:11434)
-            self._client = ollama.Client(host=self._host, timeout=self.settings.timeout_s)
-        return self._client
+        # host=None lets the client read OLLAMA_HOST (default http://127.0.0.1:11434)
+        return ollama.Client(host=self._host, timeout=self.settings.timeout_s)
 
     def complete(self, request: JudgeRequest) -> Completion:
         check_allow_model_requests()

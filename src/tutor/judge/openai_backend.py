@@ -50,30 +50,28 @@ class OpenAIJudge(BaseJudge):
         spec: str | None = None,
         settings: JudgeSettings | None = None,
     ):
-        super().__init__(model=model, spec=spec or f"openai:{model}", settings=settings)
-        self._client = client
+        super().__init__(model=model, spec=spec, settings=settings, client=client)
         self._base_url = base_url
         self._api_key = api_key
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import openai
+    def _make_client(self) -> Any:
+        base_url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
+        # A local OpenAI-compatible server usually needs no key, but the SDK insists on one.
+        api_key = self._api_key or os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
+        if api_key is None:
+            raise JudgeError(
+                "OPENAI_API_KEY is not set: export it, or point OPENAI_BASE_URL at an OpenAI-compatible "
+                "server (e.g. `tutor judge serve`)"
+            )
+        return self._openai_client(api_key, base_url)
 
-            base_url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
-            # A local OpenAI-compatible server usually needs no key, but the SDK insists on one.
-            api_key = (
-                self._api_key or os.environ.get("OPENAI_API_KEY") or ("not-needed" if base_url else None)
-            )
-            if api_key is None:
-                raise JudgeError(
-                    "OPENAI_API_KEY is not set: export it, or point OPENAI_BASE_URL at an OpenAI-compatible "
-                    "server (e.g. `tutor judge serve`)"
-                )
-            self._client = openai.OpenAI(
-                api_key=api_key, base_url=base_url, timeout=self.settings.timeout_s, max_retries=0
-            )
-        return self._client
+    def _openai_client(self, api_key: str, base_url: str | None) -> Any:
+        import openai
+
+        # No SDK retries: the engine retries, with its own backoff and Retry-After handling.
+        return openai.OpenAI(
+            api_key=api_key, base_url=base_url, timeout=self.settings.timeout_s, max_retries=0
+        )
 
     def request_kwargs(self, request: JudgeRequest) -> dict[str, Any]:
         s = self.settings
