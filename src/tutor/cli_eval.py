@@ -125,11 +125,11 @@ def eval_cmd(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Measure the grader against labelled answers: QWK, accuracy, F1, confusion matrix, latency."""
+    if sample is not None and sample <= 0:
+        fail(f"--sample must be a positive number of rows, not {sample}")
     res = _load(files, preset, label_map, split)
     n_loaded = len(res.rows)
     if sample is not None:
-        if sample <= 0:
-            fail(f"--sample must be a positive number of rows, not {sample}")
         res.rows = stratified_sample(res.rows, sample, seed)
     from tutor.evals import runner
     from tutor.evals.report import write_report

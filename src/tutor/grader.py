@@ -39,6 +39,9 @@ from tutor.models import (
 )
 from tutor.paths import calibration_path
 
+# What fusion does when the judge's two orders disagree (tutor.judge.fuse); the first is the default.
+InconsistentRule = Literal["conservative", "embedding"]
+
 
 class Thresholds(BaseModel):
     """Every number the grader decides with. Defaults are hand-set; `tutor calibrate` fits them on the
@@ -75,7 +78,7 @@ class Thresholds(BaseModel):
         "(1 - judge_weight) * embedding score. 0.6 leans on the judge, which catches negations the "
         "embeddings miss; `tutor calibrate` refits it on the golden train split.",
     )
-    judge_inconsistent: Literal["conservative", "embedding"] = Field(
+    judge_inconsistent: InconsistentRule = Field(
         "conservative",
         description="when the judge's two orders disagree: the most conservative of the embedding and judge "
         "verdicts, or the embedding grade alone (the judge abstains); `tutor calibrate --judge` chooses.",

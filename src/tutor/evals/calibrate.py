@@ -13,13 +13,13 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from tutor.evals import metrics as M
 from tutor.evals.dataset import ORDINAL, EvalRow
-from tutor.grader import EmbeddingGrader, Thresholds
+from tutor.grader import EmbeddingGrader, InconsistentRule, Thresholds
 from tutor.models import Grade
 
 CALIBRATION_FORMAT = 1
@@ -112,7 +112,7 @@ def fit(
 JUDGE_WEIGHTS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-JUDGE_INCONSISTENT = ("conservative", "embedding")
+JUDGE_INCONSISTENT = get_args(InconsistentRule)  # tried in this order: a tie keeps the first
 
 
 def fit_judge_weight(
