@@ -374,3 +374,22 @@ def test_calibrate_with_a_judge_fits_weight_and_inconsistency_rule(tmp_path: Pat
     assert load_thresholds(out).judge_inconsistent in ("conservative", "embedding")
     bad = CliRunner().invoke(app, [*args, "--judge-sample", "0"])
     assert bad.exit_code == 2 and "--judge-sample must be a positive" in bad.output
+
+
+def test_unusable_calibration_file_is_a_clear_error(tmp_path: Path) -> None:
+    from tutor.cli import app
+    from tutor.paths import CalibrationError
+
+    bad = tmp_path / "calibration.json"
+    bad.write_text('{"thresholds": {"correct": "high"}}')
+    with pytest.raises(CalibrationError, match=r"calibration.json: thresholds.correct: .*tutor calibrate"):
+        load_thresholds(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(CalibrationError, match="not a readable JSON file"):
+        load_thresholds(broken)
+    f = write_jsonl(
+        tmp_path / "g.jsonl", [{"id": "1", "question_id": "ch11-1", "answer": "idk", "label": "incorrect"}]
+    )
+    res = CliRunner().invoke(app, ["eval", str(f), "--thresholds", str(bad), "--no-progress"])
+    assert res.exit_code == 2 and "thresholds.correct" in res.output

@@ -129,13 +129,18 @@ def grade(
         except JudgeSpecError as e:
             fail(str(e))
     from tutor.grader import get_grader  # heavy: only commands that grade pay for it
+    from tutor.paths import CalibrationError
 
+    try:
+        grader = get_grader()
+    except CalibrationError as e:
+        fail(str(e))
     if judge_obj is not None:
         from tutor.judge.fuse import grade_with_judge
 
-        g = grade_with_judge(q, text, judge_obj, get_grader())
+        g = grade_with_judge(q, text, judge_obj, grader)
     else:
-        g = get_grader().grade(q, text)
+        g = grader.grade(q, text)
     if as_json:
         print(g.model_dump_json(indent=2))
     else:

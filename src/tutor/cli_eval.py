@@ -134,13 +134,14 @@ def eval_cmd(
     from tutor.evals import runner
     from tutor.evals.report import write_report
     from tutor.grader import load_thresholds
+    from tutor.paths import CalibrationError
 
     if thresholds is not None and not thresholds.is_file():
         fail(f"--thresholds {thresholds}: no such file")
     try:
         t = load_thresholds(thresholds)
-    except (ValueError, json.JSONDecodeError) as e:
-        fail(f"calibration file unusable: {e}; re-run `tutor calibrate` or delete it")
+    except CalibrationError as e:
+        fail(str(e))
     batch = cache or len(res.rows) > runner.BATCH_EMBED_ABOVE
     grader = runner.make_grader(t, cache_answers=batch)
     if batch:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tutor import text as T
 from tutor.embed import CachedEmbedder, Embedder, default_embedder
@@ -37,7 +37,7 @@ from tutor.models import (
     Question,
     Verdict,
 )
-from tutor.paths import calibration_path
+from tutor.paths import CalibrationError, calibration_path
 
 # What fusion does when the judge's two orders disagree (tutor.judge.fuse); the first is the default.
 InconsistentRule = Literal["conservative", "embedding"]
@@ -90,8 +90,16 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
     path = path or calibration_path()
     if not path.exists():
         return Thresholds()
-    data = json.loads(path.read_text())
-    return Thresholds.model_validate(data.get("thresholds", data))
+    fix = "Re-run `tutor calibrate`, or delete the file to grade with the default thresholds."
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CalibrationError(f"{path}: not a readable JSON file ({e}). {fix}") from e
+    try:
+        return Thresholds.model_validate(data.get("thresholds", data) if isinstance(data, dict) else data)
+    except ValidationError as e:
+        where = "; ".join(f"thresholds.{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise CalibrationError(f"{path}: {where}. {fix}") from e
 
 
 @dataclass

@@ -52,6 +52,10 @@ def prompts_dir() -> Path:
     return _content_dir("prompts")
 
 
+class CalibrationError(ValueError):
+    """The calibration file exists but cannot be used; the message names the file and the field."""
+
+
 def calibration_path() -> Path:
     """The fitted thresholds grading uses by default: evals/calibration.json in a checkout (where
     `tutor calibrate` writes it), tutor/calibration.json inside a wheel. The path may not exist yet."""
