@@ -393,3 +393,16 @@ def test_unusable_calibration_file_is_a_clear_error(tmp_path: Path) -> None:
     )
     res = CliRunner().invoke(app, ["eval", str(f), "--thresholds", str(bad), "--no-progress"])
     assert res.exit_code == 2 and "thresholds.correct" in res.output
+
+
+def test_calibrate_refuses_an_unwritable_output_before_fitting(tmp_path: Path) -> None:
+    from tutor.cli import app
+
+    f = write_jsonl(
+        tmp_path / "g.jsonl",
+        [{"id": "1", "question_id": "ch11-1", "answer": "idk", "label": "incorrect", "split": "train"}],
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = CliRunner().invoke(app, ["calibrate", str(f), "--out", str(blocker / "c.json")])
+    assert res.exit_code == 2 and "--out" in res.output and "pass a writable path" in res.output

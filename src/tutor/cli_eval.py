@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -250,6 +251,13 @@ def calibrate(
     from tutor.paths import calibration_path
 
     output = output or calibration_path()
+    # Checked before fitting: a judge fit can take most of an hour.
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--out {output}: cannot create its directory ({e}); pass a writable path")
+    if not os.access(output.parent, os.W_OK):
+        fail(f"--out {output}: its directory is not writable; pass a writable path")
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
     engine = _engine(judge) if judge is not None else None
@@ -264,9 +272,17 @@ def calibrate(
         bank_version: str | None = default_bank().version
     except Exception:
         bank_version = None
-    t = C.write_calibration(
-        output, t, info, [str(f) for f in files], split, {"bank_version": bank_version, "grader": grader.name}
-    )
+    try:
+        t = C.write_calibration(
+            output,
+            t,
+            info,
+            [str(f) for f in files],
+            split,
+            {"bank_version": bank_version, "grader": grader.name},
+        )
+    except OSError as e:
+        fail(f"--out {output}: cannot write the calibration file ({e}); pass a writable path")
     b, a = info["train_before"], info["train_after"]
     out.print(
         f"calibrated on {info['n']} {split or 'all'} rows: "
