@@ -406,3 +406,5 @@ def test_calibrate_refuses_an_unwritable_output_before_fitting(tmp_path: Path) -
     blocker.write_text("")
     res = CliRunner().invoke(app, ["calibrate", str(f), "--out", str(blocker / "c.json")])
     assert res.exit_code == 2 and "--out" in res.output and "pass a writable path" in res.output
+    rep = CliRunner().invoke(app, ["eval", str(f), "--report", str(blocker / "rep"), "--no-progress"])
+    assert rep.exit_code == 2 and "--report" in rep.output and "pass a writable path" in rep.output

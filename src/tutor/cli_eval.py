@@ -77,6 +77,16 @@ def _load(files: list[Path], preset: str | None, label_map: str | None, split: s
     return res
 
 
+def _ensure_writable_dir(d: Path, option: str) -> None:
+    """Create d (and parents) or fail clearly, before a long run rather than after it."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{option}: cannot create {d} ({e}); pass a writable path")
+    if not os.access(d, os.W_OK):
+        fail(f"{option}: {d} is not writable; pass a writable path")
+
+
 def _engine(judge: str) -> Any:
     """One JudgeEngine (one reply cache) for the whole run; a bad spec or a judge that cannot start is a
     clear error (exit 2), never a traceback."""
@@ -128,6 +138,8 @@ def eval_cmd(
     """Measure the grader against labelled answers: QWK, accuracy, F1, confusion matrix, latency."""
     if sample is not None and sample <= 0:
         fail(f"--sample must be a positive number of rows, not {sample}")
+    if report is not None:
+        _ensure_writable_dir(report, "--report")
     res = _load(files, preset, label_map, split)
     n_loaded = len(res.rows)
     if sample is not None:
@@ -251,13 +263,7 @@ def calibrate(
     from tutor.paths import calibration_path
 
     output = output or calibration_path()
-    # Checked before fitting: a judge fit can take most of an hour.
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"--out {output}: cannot create its directory ({e}); pass a writable path")
-    if not os.access(output.parent, os.W_OK):
-        fail(f"--out {output}: its directory is not writable; pass a writable path")
+    _ensure_writable_dir(output.parent, f"--out {output}")  # before fitting: a judge fit takes long
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
     engine = _engine(judge) if judge is not None else None
