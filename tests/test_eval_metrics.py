@@ -376,6 +376,32 @@ def test_calibrate_with_a_judge_fits_weight_and_inconsistency_rule(tmp_path: Pat
     assert bad.exit_code == 2 and "--judge-sample must be a positive" in bad.output
 
 
+def test_calibrate_without_a_judge_keeps_the_previous_judge_fit(tmp_path: Path) -> None:
+    from tutor.cli import app
+
+    f = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"id": str(i), "question_id": "ch11-1", "answer": a, "label": lab, "split": "train"}
+            for i, (a, lab) in enumerate(
+                [("About 20 tokens per parameter, scaling both together.", "correct"), ("idk", "incorrect")]
+            )
+        ],
+    )
+    out = tmp_path / "calibration.json"
+    previous = Thresholds(judge_weight=0.8, judge_inconsistent="embedding", version="calib-old")
+    out.write_text(json.dumps({"thresholds": previous.model_dump()}))
+    res = CliRunner().invoke(app, ["calibrate", str(f), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "judge settings kept from calib-old" in res.output
+    t = load_thresholds(out)
+    assert (t.judge_weight, t.judge_inconsistent) == (0.8, "embedding")
+    assert json.loads(out.read_text())["fit"]["judge_kept_from"] == "calib-old"
+    out.unlink()  # no previous file: the documented defaults
+    assert CliRunner().invoke(app, ["calibrate", str(f), "--out", str(out), "--no-progress"]).exit_code == 0
+    assert load_thresholds(out).judge_weight == Thresholds().judge_weight
+
+
 def test_unusable_calibration_file_is_a_clear_error(tmp_path: Path) -> None:
     from tutor.cli import app
     from tutor.paths import CalibrationError
@@ -408,3 +434,25 @@ def test_calibrate_refuses_an_unwritable_output_before_fitting(tmp_path: Path) -
     assert res.exit_code == 2 and "--out" in res.output and "pass a writable path" in res.output
     rep = CliRunner().invoke(app, ["eval", str(f), "--report", str(blocker / "rep"), "--no-progress"])
     assert rep.exit_code == 2 and "--report" in rep.output and "pass a writable path" in rep.output
+
+
+def test_golden_set_is_well_formed_and_matches_its_parts(bank) -> None:
+    """evals/golden.jsonl is what evals/split.py makes of the parts (a part edited without re-running the
+    split fails here), every row loads, and every question has enough answers in both splits."""
+    import importlib.util
+    from collections import Counter
+
+    evals = Path(__file__).resolve().parent.parent / "evals"
+    spec = importlib.util.spec_from_file_location("golden_split", evals / "split.py")
+    assert spec is not None and spec.loader is not None
+    split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split)
+    rows = [json.loads(line) for line in (evals / "golden.jsonl").read_text("utf-8").splitlines()]
+    assert rows == split.merged(), "evals/golden.jsonl is stale: run `python evals/split.py`"
+
+    loaded = load_file(evals / "golden.jsonl", bank)
+    assert loaded.issues == [] and len(loaded.rows) == len(rows)
+    per_split = Counter((r["question_id"], r["split"]) for r in rows)
+    for q in bank.questions:
+        assert per_split[(q.id, "train")] + per_split[(q.id, "test")] >= 12, q.id
+        assert per_split[(q.id, "train")] >= 4 and per_split[(q.id, "test")] >= 4, q.id

@@ -272,6 +272,10 @@ def calibrate(
         judged = stratified_sample(res.rows, judge_sample) if judge_sample else res.rows
         t, jinfo = C.fit_judge_weight(judged, grader, engine, t)
         info.update(jinfo)
+    else:
+        t, kept_from = C.keep_judge_fit(t, output)
+        if kept_from:
+            info["judge_kept_from"] = kept_from
     try:
         from tutor.rubric import default_bank
 
@@ -298,6 +302,8 @@ def calibrate(
             f", judge_weight {t.judge_weight}, inconsistent orders -> {t.judge_inconsistent}"
             f" (on {info['judge_rows']} rows)"
             if judge
+            else f", judge settings kept from {info['judge_kept_from']}"
+            if "judge_kept_from" in info
             else ""
         )
         + f"\ntrain QWK {_fmt(b['qwk'])} -> {_fmt(a['qwk'])}, accuracy {_fmt(b['accuracy'])} -> "

@@ -19,11 +19,12 @@ import numpy as np
 
 from tutor.evals import metrics as M
 from tutor.evals.dataset import ORDINAL, EvalRow
-from tutor.grader import EmbeddingGrader, InconsistentRule, Thresholds
+from tutor.grader import EmbeddingGrader, InconsistentRule, Thresholds, load_thresholds
 from tutor.models import Grade
+from tutor.paths import CalibrationError
 
 CALIBRATION_FORMAT = 1
-CUT_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+CUT_GRID = np.round(np.arange(0.05, 1.0, 0.01), 2)
 
 # The optional wider search (`tutor calibrate --grid`): few values each, so it stays a sanity check rather
 # than an overfit to a few hundred train answers.
@@ -148,6 +149,22 @@ def fit_judge_weight(
     return t.model_copy(update=best[2]), {"judge_tried": tried, "judge_rows": len(rows)}
 
 
+JUDGE_FIELDS = ("judge_weight", "judge_inconsistent")
+
+
+def keep_judge_fit(t: Thresholds, previous: Path) -> tuple[Thresholds, str | None]:
+    """A refit without a judge keeps the judge settings of the calibration file it replaces: fitting them
+    takes a long judge run, and the defaults were never measured. Returns the thresholds and the version
+    the settings came from (None when there is no usable previous file)."""
+    try:
+        old = load_thresholds(previous) if previous.exists() else None
+    except CalibrationError:
+        old = None
+    if old is None:
+        return t, None
+    return t.model_copy(update={f: getattr(old, f) for f in JUDGE_FIELDS}), old.version
+
+
 def version_for(t: Thresholds, when: dt.datetime) -> str:
     body = json.dumps(t.model_dump(exclude={"version"}), sort_keys=True)
     return f"calib-{when:%Y%m%d}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
@@ -178,4 +195,4 @@ def write_calibration(
     return t
 
 
-__all__ = ["DEFAULT_GRID", "apply_cutoffs", "fit", "fit_cutoffs", "write_calibration"]
+__all__ = ["DEFAULT_GRID", "apply_cutoffs", "fit", "fit_cutoffs", "keep_judge_fit", "write_calibration"]
