@@ -397,9 +397,29 @@ def test_calibrate_without_a_judge_keeps_the_previous_judge_fit(tmp_path: Path) 
     t = load_thresholds(out)
     assert (t.judge_weight, t.judge_inconsistent) == (0.8, "embedding")
     assert json.loads(out.read_text())["fit"]["judge_kept_from"] == "calib-old"
-    out.unlink()  # no previous file: the documented defaults
+    out.unlink()  # a new file: the judge settings of the calibration in use
     assert CliRunner().invoke(app, ["calibrate", str(f), "--out", str(out), "--no-progress"]).exit_code == 0
-    assert load_thresholds(out).judge_weight == Thresholds().judge_weight
+    assert load_thresholds(out).judge_weight == load_thresholds().judge_weight
+
+
+def test_an_installed_package_calibrates_into_the_user_dir(
+    tmp_path: Path, tutor_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a wheel the shipped calibration sits inside the package; `tutor calibrate` must not write there."""
+    from tutor import paths
+
+    pkg = tmp_path / "site-packages" / "tutor"
+    pkg.mkdir(parents=True)
+    (pkg / "calibration.json").write_text(
+        json.dumps({"thresholds": Thresholds(version="shipped").model_dump()})
+    )
+    monkeypatch.setattr(paths, "_PKG", pkg)
+    assert paths.calibration_out_path() == tutor_home / "calibration.json"
+    assert load_thresholds().version == "shipped"
+    (tutor_home / "calibration.json").write_text(
+        json.dumps({"thresholds": Thresholds(version="own").model_dump()})
+    )
+    assert load_thresholds().version == "own"
 
 
 def test_unusable_calibration_file_is_a_clear_error(tmp_path: Path) -> None:

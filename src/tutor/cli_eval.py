@@ -249,7 +249,12 @@ def calibrate(
         typer.Option(help="Run the judge on only N train rows (label mix kept, seed 0): it is slow."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--out", help="Where to write (default: evals/calibration.json).")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write (default: evals/calibration.json in a checkout, "
+            "TUTOR_HOME/calibration.json for an installed package).",
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -260,9 +265,9 @@ def calibrate(
     from tutor.evals import calibrate as C
     from tutor.evals import runner
     from tutor.grader import Thresholds
-    from tutor.paths import calibration_path
+    from tutor.paths import calibration_out_path, calibration_path
 
-    output = output or calibration_path()
+    output = output or calibration_out_path()
     _ensure_writable_dir(output.parent, f"--out {output}")  # before fitting: a judge fit takes long
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
@@ -273,7 +278,7 @@ def calibrate(
         t, jinfo = C.fit_judge_weight(judged, grader, engine, t)
         info.update(jinfo)
     else:
-        t, kept_from = C.keep_judge_fit(t, output)
+        t, kept_from = C.keep_judge_fit(t, output if output.exists() else calibration_path())
         if kept_from:
             info["judge_kept_from"] = kept_from
     try:

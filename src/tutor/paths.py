@@ -57,9 +57,19 @@ class CalibrationError(ValueError):
 
 
 def calibration_path() -> Path:
-    """The fitted thresholds grading uses by default: evals/calibration.json in a checkout (where
-    `tutor calibrate` writes it), tutor/calibration.json inside a wheel. The path may not exist yet."""
+    """The fitted thresholds grading uses by default. In a source checkout: evals/calibration.json, where
+    `tutor calibrate` writes it. In a wheel: the user's own fit (``TUTOR_HOME``/calibration.json) if there
+    is one, else the calibration shipped in the package. The path may not exist yet."""
     packaged = _PKG / "calibration.json"
-    if packaged.is_file():
-        return packaged
+    if not packaged.is_file():
+        return _PKG.parent.parent / "evals" / "calibration.json"
+    own = tutor_home() / "calibration.json"
+    return own if own.is_file() else packaged
+
+
+def calibration_out_path() -> Path:
+    """Where `tutor calibrate` writes by default: evals/calibration.json in a checkout; in a wheel, the user
+    data dir, never the installed package (read-only for many installs, and replaced on every upgrade)."""
+    if (_PKG / "calibration.json").is_file():
+        return tutor_home() / "calibration.json"
     return _PKG.parent.parent / "evals" / "calibration.json"

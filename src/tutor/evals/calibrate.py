@@ -153,9 +153,9 @@ JUDGE_FIELDS = ("judge_weight", "judge_inconsistent")
 
 
 def keep_judge_fit(t: Thresholds, previous: Path) -> tuple[Thresholds, str | None]:
-    """A refit without a judge keeps the judge settings of the calibration file it replaces: fitting them
-    takes a long judge run, and the defaults were never measured. Returns the thresholds and the version
-    the settings came from (None when there is no usable previous file)."""
+    """A refit without a judge keeps the judge settings of the calibration it replaces (the file being
+    overwritten, or the one in use): fitting them takes a long judge run, and the defaults were never
+    measured. Returns the thresholds and the version the settings came from (None: no usable file)."""
     try:
         old = load_thresholds(previous) if previous.exists() else None
     except CalibrationError:
