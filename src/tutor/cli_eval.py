@@ -272,30 +272,10 @@ def calibrate(
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
     engine = _engine(judge) if judge is not None else None
-    t, info = C.fit(res.rows, grader, C.DEFAULT_GRID if grid else None)
-    if engine is not None:
-        judged = stratified_sample(res.rows, judge_sample) if judge_sample else res.rows
-        t, jinfo = C.fit_judge_weight(judged, grader, engine, t)
-        info.update(jinfo)
-    else:
-        t, kept_from = C.keep_judge_fit(t, output if output.exists() else calibration_path())
-        if kept_from:
-            info["judge_kept_from"] = kept_from
+    previous = output if output.exists() else calibration_path()
+    t, info = C.calibrate(res.rows, grader, grid, engine, judge_sample, previous)
     try:
-        from tutor.rubric import default_bank
-
-        bank_version: str | None = default_bank().version
-    except Exception:
-        bank_version = None
-    try:
-        t = C.write_calibration(
-            output,
-            t,
-            info,
-            [str(f) for f in files],
-            split,
-            {"bank_version": bank_version, "grader": grader.name},
-        )
+        t = C.write_calibration(output, t, info, [str(f) for f in files], split)
     except OSError as e:
         fail(f"--out {output}: cannot write the calibration file ({e}); pass a writable path")
     b, a = info["train_before"], info["train_after"]

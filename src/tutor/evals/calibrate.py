@@ -18,7 +18,7 @@ from typing import Any, get_args
 import numpy as np
 
 from tutor.evals import metrics as M
-from tutor.evals.dataset import ORDINAL, EvalRow
+from tutor.evals.dataset import ORDINAL, EvalRow, stratified_sample
 from tutor.grader import EmbeddingGrader, InconsistentRule, Thresholds, load_thresholds
 from tutor.models import Grade
 from tutor.paths import CalibrationError
@@ -149,6 +149,35 @@ def fit_judge_weight(
     return t.model_copy(update=best[2]), {"judge_tried": tried, "judge_rows": len(rows)}
 
 
+def calibrate(
+    rows: Sequence[EvalRow],
+    grader: EmbeddingGrader,
+    grid: bool = False,
+    engine: Any = None,
+    judge_sample: int | None = None,
+    previous: Path | None = None,
+) -> tuple[Thresholds, dict[str, Any]]:
+    """All of `tutor calibrate` but the writing: the cut-offs (and with `grid`, DEFAULT_GRID), then the
+    judge settings, fitted with `engine` on `judge_sample` rows (label mix kept) or kept from `previous`."""
+    t, info = fit(rows, grader, DEFAULT_GRID if grid else None)
+    if engine is not None:
+        judged = stratified_sample(rows, judge_sample) if judge_sample else rows
+        t, judge_info = fit_judge_weight(judged, grader, engine, t)
+        info.update(judge_info)
+    elif previous is not None:
+        t, kept_from = keep_judge_fit(t, previous)
+        if kept_from:
+            info["judge_kept_from"] = kept_from
+    info["grader"] = grader.name
+    try:
+        from tutor.rubric import default_bank
+
+        info["bank_version"] = default_bank().version
+    except Exception:  # rows that carry their own questions calibrate without a bank
+        info["bank_version"] = None
+    return t, info
+
+
 JUDGE_FIELDS = ("judge_weight", "judge_inconsistent")
 
 
@@ -176,7 +205,6 @@ def write_calibration(
     info: Mapping[str, Any],
     files: Sequence[str],
     split: str | None,
-    extra: Mapping[str, Any] | None = None,
 ) -> Thresholds:
     """Write the calibration file `load_thresholds()` reads ({"thresholds": {...}} plus how they were fit)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -186,7 +214,7 @@ def write_calibration(
         "version": t.version,
         "created": now.isoformat(),
         "thresholds": t.model_dump(),
-        "fit": {"files": list(files), "split": split, **info, **(extra or {})},
+        "fit": {"files": list(files), "split": split, **info},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -195,4 +223,12 @@ def write_calibration(
     return t
 
 
-__all__ = ["DEFAULT_GRID", "apply_cutoffs", "fit", "fit_cutoffs", "keep_judge_fit", "write_calibration"]
+__all__ = [
+    "DEFAULT_GRID",
+    "apply_cutoffs",
+    "calibrate",
+    "fit",
+    "fit_cutoffs",
+    "keep_judge_fit",
+    "write_calibration",
+]
