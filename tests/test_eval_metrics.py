@@ -133,6 +133,27 @@ def test_loader_reports_bad_lines_with_line_numbers(tmp_path: Path, bank) -> Non
     assert [r.id for r in train.rows] == ["a"] and train.skipped_by_split == 4  # rows without a split too
 
 
+def test_loader_takes_a_bom_and_unicode_separators_and_names_a_non_utf8_line(tmp_path: Path, bank) -> None:
+    row = {"id": "a", "question_id": "ch11-1", "answer": "one\u2028two", "label": "correct"}
+    good = json.dumps(row, ensure_ascii=False).encode()  # U+2028 stays raw inside the JSON string
+    f = tmp_path / "g.jsonl"
+    f.write_bytes(
+        b"\xef\xbb\xbf" + good + b"\n" + b'{"id": "b", "answer": "caf\xe9"}\n' + good.replace(b'"a"', b'"c"')
+    )
+    res = load_file(f, bank)
+    assert [r.id for r in res.rows] == ["a", "c"] and res.rows[0].answer == "one\u2028two"
+    assert [(i.source, i.message) for i in res.issues] == [
+        (f"{f}:2", "not UTF-8 text (byte 27); save the file as UTF-8")
+    ]
+
+
+def test_eval_given_a_directory_says_so(tmp_path: Path) -> None:
+    from tutor.cli import app
+
+    res = CliRunner().invoke(app, ["eval", str(tmp_path)])
+    assert res.exit_code == 2 and "is a directory" in res.output and "*.jsonl" in res.output
+
+
 def test_label_map_and_presets(tmp_path: Path) -> None:
     assert parse_label_map("contradictory=incorrect, Partially correct=partial") == {
         "contradictory": "incorrect",

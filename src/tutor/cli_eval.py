@@ -39,6 +39,8 @@ LabelMapOpt = Annotated[
 
 def _load(files: list[Path], preset: str | None, label_map: str | None, split: str | None) -> LoadResult:
     for f in files:
+        if f.is_dir():
+            fail(f"{f}: is a directory; pass the JSONL files in it (e.g. {f}/*.jsonl)")
         if not f.is_file():
             fail(f"{f}: no such file")
     chosen: Preset | None = None

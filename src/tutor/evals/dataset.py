@@ -10,6 +10,7 @@ explicit label map. A line that cannot be used is reported with file:line and sk
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import random
@@ -226,10 +227,19 @@ def load_file(
     questions: dict[str, Question] = {}
     raw: list[tuple[int, dict[str, Any]]] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         return LoadResult([], [LoadIssue(str(path), f"cannot read file: {e}")])
-    for n, line in enumerate(lines, start=1):
+    # Split the bytes, not the decoded text: str.splitlines() also breaks at U+2028 and other separators
+    # that JSON strings may hold unescaped. A byte-order mark (Windows editors) is not part of the data.
+    for n, raw_line in enumerate(data.removeprefix(codecs.BOM_UTF8).splitlines(), start=1):
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            issues.append(
+                LoadIssue(f"{path}:{n}", f"not UTF-8 text (byte {e.start + 1}); save the file as UTF-8")
+            )
+            continue
         if not line.strip():
             continue
         try:
