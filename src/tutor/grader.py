@@ -293,9 +293,11 @@ class EmbeddingGrader:
         covered: list[CoveredPoint] = []
         missed: list[MissedPoint] = []
         credits: list[float] = []
+        best_kp: list[float] = []  # best supporting similarity per key point (a signal)
         free = [ui for ui in range(len(units)) if ui not in mis_units]
         for k, kp in enumerate(q.key_points):
             ok_s, ok_u = max(((float(kp_ok[ui, k]), ui) for ui in free), default=(-1.0, -1))
+            best_kp.append(ok_s)
             bad_s, bad_u = max(((float(kp_bad[ui, k]), ui) for ui in free), default=(-1.0, -1))
             credit = _ramp(ok_s, t.cover_min, t.cover_full) if ok_u >= 0 else 0.0
             if bad_u >= 0 and bad_s >= t.contradiction and bad_s >= ok_s + t.contradiction_margin:
@@ -324,7 +326,6 @@ class EmbeddingGrader:
         weights = np.array([2.0] + [1.0] * (len(credits) - 1))
         coverage = float(np.dot(weights, credits) / weights.sum())
         n_contra = sum(m.id.startswith("contradicts:") for m in found)
-        best_kp = [max((float(kp_ok[ui, k]) for ui in free), default=0.0) for k in range(len(q.key_points))]
         signals = {
             "coverage": coverage,
             "credit_min": min(credits),

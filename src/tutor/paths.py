@@ -57,14 +57,11 @@ class CalibrationError(ValueError):
 
 
 def calibration_path() -> Path:
-    """The fitted thresholds grading uses by default. In a source checkout: evals/calibration.json, where
-    `tutor calibrate` writes it. In a wheel: the user's own fit (``TUTOR_HOME``/calibration.json) if there
-    is one, else the calibration shipped in the package. The path may not exist yet."""
-    packaged = _PKG / "calibration.json"
-    if not packaged.is_file():
-        return _PKG.parent.parent / "evals" / "calibration.json"
-    own = tutor_home() / "calibration.json"
-    return own if own.is_file() else packaged
+    """The fitted thresholds grading uses by default: where `tutor calibrate` writes (evals/calibration.json
+    in a checkout, the user's own fit for an installed package), else, in a wheel, the calibration shipped
+    inside the package. The path may not exist yet."""
+    own, packaged = calibration_out_path(), _PKG / "calibration.json"
+    return packaged if packaged.is_file() and not own.is_file() else own
 
 
 def calibration_out_path() -> Path:
