@@ -475,6 +475,19 @@ def test_calibrate_refuses_an_unwritable_output_before_fitting(tmp_path: Path) -
     assert res.exit_code == 2 and "--out" in res.output and "pass a writable path" in res.output
     rep = CliRunner().invoke(app, ["eval", str(f), "--report", str(blocker / "rep"), "--no-progress"])
     assert rep.exit_code == 2 and "--report" in rep.output and "pass a writable path" in rep.output
+    a_dir = tmp_path / "out"
+    a_dir.mkdir()
+    res = CliRunner().invoke(app, ["calibrate", str(f), "--out", str(a_dir), "--no-progress"])
+    assert res.exit_code == 2 and "is a directory" in res.output
+    assert not (tmp_path / "out.tmp").exists()
+
+
+def test_a_failed_calibration_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "calibration.json"
+    target.mkdir()  # the rename onto it fails after the temporary file was written
+    with pytest.raises(OSError):
+        write_calibration(target, Thresholds(), {}, ["g.jsonl"], "train")
+    assert not (tmp_path / "calibration.tmp").exists()
 
 
 def test_golden_set_is_well_formed_and_matches_its_parts(bank) -> None:

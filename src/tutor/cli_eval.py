@@ -270,6 +270,8 @@ def calibrate(
     from tutor.paths import calibration_out_path, calibration_path
 
     output = output or calibration_out_path()
+    if output.is_dir():
+        fail(f"--out {output} is a directory; pass a file path such as {output / 'calibration.json'}")
     _ensure_writable_dir(output.parent, f"--out {output}")  # before fitting: a judge fit takes long
     grader = runner.make_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
