@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.grader_cases import CASES
+from tutor.grader import feedback_text
+from tutor.models import MissedPoint
 
 # Cases the embedding grader still gets wrong (measured 2026-11-27). strict=True: a case that starts passing
 # fails the run, so this list can only shrink. Each is a known weakness, reported in evals/RESULTS.md.
@@ -135,3 +137,26 @@ def test_answer_in_another_language_is_flagged_not_called_a_keyword_list(bank, g
     assert "not_english" in g.flags and "keyword_salad" not in g.flags
     assert "not to be in English" in g.feedback
     assert "not_english" not in grader.grade(bank.get("ch13-1"), "bf16 has the exponent of fp32.").flags
+
+
+def test_missed_supporting_points_are_not_called_missing_in_a_correct_answer(bank, grader):
+    # A correct answer may skip supporting points (LABELING.md): feedback offers them as depth, and each
+    # missed point says whether a correct answer needed it.
+    q = bank.get("ch13-1")
+    g = grader.grade(
+        q, "bf16 keeps fp32's 8 exponent bits, fp16 has only 5, so bf16 has fp32's dynamic range."
+    )
+    assert [c.required for c in g.covered if c.id == "exponent_width"] == [True]
+    assert g.missed and all(not m.required for m in g.missed)
+    correct = feedback_text(g.model_copy(update={"verdict": "correct"}))
+    assert "To go deeper: " in correct and "Missing:" not in correct
+    partial = feedback_text(
+        g.model_copy(
+            update={
+                "verdict": "partial",
+                "covered": [],
+                "missed": [*g.missed, MissedPoint(id="exponent_width", text="core", required=True)],
+            }
+        )
+    )
+    assert "Missing: core." in partial and "Also missing: " in partial

@@ -52,7 +52,9 @@ def test_numeric_questions_have_checks(bank):
 def test_unknown_id_suggests_close_ids(bank):
     with pytest.raises(UnknownQuestion) as e:
         bank.get("ch13-11")
-    assert "ch13-1" in str(e.value)
+    # The suggestion list itself, not the message (which repeats the bad id and so contains "ch13-1").
+    assert e.value.suggestions[0] == "ch13-1"
+    assert "Did you mean: ch13-1" in str(e.value)
 
 
 def test_published_schema_is_current():
@@ -123,3 +125,25 @@ def test_validate_command_reports_broken_file_without_traceback(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(tmp_path)])
     assert result.exit_code == 2
     assert "hints" in result.output and "Traceback" not in result.output
+
+
+def test_every_question_has_one_required_core_point(bank):
+    # LABELING.md: a correct answer must make the core claim (the rubric's first key point) and may skip
+    # the supporting points; the rubric's roles say exactly that.
+    for q in bank.questions:
+        assert [k.role for k in q.key_points] == ["required"] + ["supporting"] * (len(q.key_points) - 1), q.id
+
+
+def test_key_point_without_role_is_named(tmp_path):
+    data = _valid_chapter()
+    del data["questions"][0]["key_points"][1]["role"]
+    with pytest.raises(RubricError, match=r"question ch13-1, field key_points\[1\]\.role: Field required"):
+        load_chapter_file(_write(tmp_path, data))
+
+
+def test_question_without_required_point_is_refused(tmp_path):
+    data = _valid_chapter()
+    for kp in data["questions"][0]["key_points"]:
+        kp["role"] = "supporting"
+    with pytest.raises(RubricError, match=r"ch13-1.*no key point has role 'required'"):
+        load_chapter_file(_write(tmp_path, data))

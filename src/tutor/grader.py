@@ -300,6 +300,7 @@ class EmbeddingGrader:
             best_kp.append(ok_s)
             bad_s, bad_u = max(((float(kp_bad[ui, k]), ui) for ui in free), default=(-1.0, -1))
             credit = _ramp(ok_s, t.cover_min, t.cover_full) if ok_u >= 0 else 0.0
+            req = kp.role == "required"
             if bad_u >= 0 and bad_s >= t.contradiction and bad_s >= ok_s + t.contradiction_margin:
                 credit = 0.0
                 found.append(
@@ -311,25 +312,31 @@ class EmbeddingGrader:
                         similarity=round(bad_s, 3),
                     )
                 )
-                missed.append(MissedPoint(id=kp.id, text=kp.text, reason="contradicted"))
+                missed.append(MissedPoint(id=kp.id, text=kp.text, required=req, reason="contradicted"))
             elif credit >= 0.5:
                 covered.append(
                     CoveredPoint(
-                        id=kp.id, text=kp.text, sentence=units[ok_u].sentence, similarity=round(ok_s, 3)
+                        id=kp.id,
+                        text=kp.text,
+                        required=req,
+                        sentence=units[ok_u].sentence,
+                        similarity=round(ok_s, 3),
                     )
                 )
             else:
-                missed.append(MissedPoint(id=kp.id, text=kp.text))
+                missed.append(MissedPoint(id=kp.id, text=kp.text, required=req))
             credits.append(credit)
 
-        # The first key point is the core of the answer and weighs double.
-        weights = np.array([2.0] + [1.0] * (len(credits) - 1))
+        # Required points are the core of the answer and weigh double.
+        weights = np.array([2.0 if k.role == "required" else 1.0 for k in q.key_points])
         coverage = float(np.dot(weights, credits) / weights.sum())
         n_contra = sum(m.id.startswith("contradicts:") for m in found)
         signals = {
             "coverage": coverage,
             "credit_min": min(credits),
-            "credit_first": credits[0],
+            "credit_required": min(
+                c for c, k in zip(credits, q.key_points, strict=True) if k.role == "required"
+            ),
             "kp_sim_mean": float(np.mean(np.clip(best_kp, 0.0, 1.0))),
             "ref_sim": ref_sim,
             # How far the unit most like a misconception leans to it rather than to any key point.
@@ -380,7 +387,7 @@ class EmbeddingGrader:
             question_id=q.id,
             score=0.0,
             verdict="incorrect",
-            missed=[MissedPoint(id=k.id, text=k.text) for k in q.key_points],
+            missed=[MissedPoint(id=k.id, text=k.text, required=k.role == "required") for k in q.key_points],
             feedback=message,
             flags=list(dict.fromkeys(flags)),
             grader=self.name,
@@ -411,8 +418,13 @@ def feedback_text(g: Grade) -> str:
         parts.append("Not yet right.")
     if g.covered:
         parts.append("You explained: " + "; ".join(c.text.rstrip(".") for c in g.covered) + ".")
-    if g.missed:
-        parts.append("Missing: " + "; ".join(m.text.rstrip(".") for m in g.missed) + ".")
+    must = [m for m in g.missed if m.required]
+    could = [m for m in g.missed if not m.required]
+    if must:
+        parts.append("Missing: " + "; ".join(m.text.rstrip(".") for m in must) + ".")
+    if could:
+        label = "To go deeper" if g.verdict == "correct" else "Also missing"
+        parts.append(f"{label}: " + "; ".join(m.text.rstrip(".") for m in could) + ".")
     for m in g.misconceptions:
         parts.append(f'Watch out: you wrote "{_short(m.sentence)}". {m.correction}')
     if g.numeric is not None:

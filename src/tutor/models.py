@@ -25,10 +25,20 @@ class Strict(BaseModel):
 # ---------------------------------------------------------------- rubric content (rubrics/*.yaml)
 
 
+KeyPointRole = Literal["required", "supporting"]
+
+
 class KeyPoint(Strict):
-    """A short, self-contained claim a good answer must make."""
+    """A short, self-contained claim an answer can make.
+
+    ``required`` points are the question's core claim: a correct answer must make them (LABELING.md).
+    ``supporting`` points add depth; a correct answer may skip them.
+    """
 
     id: str = Field(pattern=r"^[a-z0-9_]+$")
+    role: KeyPointRole = Field(
+        description="required: a correct answer must make this point; supporting: adds depth, may be skipped."
+    )
     text: str = Field(min_length=10)
     alternatives: list[str] = Field(
         default_factory=list, description="Other phrasings of the same claim, matched like `text`."
@@ -87,8 +97,17 @@ class QuestionEntry(Strict):
             raise ValueError(f"question id {v!r} must look like 'ch13-1' (chapter 11-20, position 1-9)")
         return v
 
+    @property
+    def required_points(self) -> list[KeyPoint]:
+        return [k for k in self.key_points if k.role == "required"]
+
     @model_validator(mode="after")
     def _unique_ids(self) -> QuestionEntry:
+        if not self.required_points:
+            raise ValueError(
+                "no key point has role 'required': mark the point(s) a correct answer must make "
+                "(the core claim) with `role: required`"
+            )
         for kind, items in (("key point", self.key_points), ("misconception", self.misconceptions)):
             ids = [i.id for i in items]
             dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -127,6 +146,7 @@ class Question(QuestionEntry):
 class CoveredPoint(BaseModel):
     id: str
     text: str
+    required: bool = Field(False, description="A point a correct answer must make (rubric role 'required').")
     sentence: str = Field(description="The learner's sentence or clause that made the point.")
     similarity: float
 
@@ -134,6 +154,7 @@ class CoveredPoint(BaseModel):
 class MissedPoint(BaseModel):
     id: str
     text: str
+    required: bool = Field(False, description="A point a correct answer must make (rubric role 'required').")
     reason: str = Field(default="not stated", description="'not stated' or why a close match was refused.")
 
 

@@ -176,13 +176,18 @@ def reference_key_points(references: Sequence[str]) -> list[KeyPoint]:
     """
     refs = [r.strip() for r in references if r and r.strip()]
     if len(refs) > 1:
-        return [KeyPoint.model_construct(id="ref", text=refs[0], alternatives=refs[1:])]
+        return [KeyPoint.model_construct(id="ref", role="required", text=refs[0], alternatives=refs[1:])]
     ref = refs[0]
     sents = [s for s in T.sentences(ref) if len(T.words(s)) >= 3][:8]
     if len(sents) <= 1:
-        return [KeyPoint.model_construct(id="ref", text=ref, alternatives=[])]
+        return [KeyPoint.model_construct(id="ref", role="required", text=ref, alternatives=[])]
     return [
-        KeyPoint.model_construct(id=f"ref{i + 1}", text=s, alternatives=[ref] if i == 0 else [])
+        KeyPoint.model_construct(
+            id=f"ref{i + 1}",
+            role="required" if i == 0 else "supporting",
+            text=s,
+            alternatives=[ref] if i == 0 else [],
+        )
         for i, s in enumerate(sents)
     ]
 

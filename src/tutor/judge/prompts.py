@@ -107,7 +107,7 @@ class JudgePrompts:
     def messages(self, q: Question, answer: str, order: JudgeOrder) -> list[dict[str, str]]:
         """Order A: reference before the answer. Order B: answer first, then the reference, with the key
         points and misconceptions listed in reverse."""
-        kps = [f"- {k.id}{' (core point)' if i == 0 else ''}: {k.text}" for i, k in enumerate(q.key_points)]
+        kps = [f"- {k.id}{' (core point)' if k.role == 'required' else ''}: {k.text}" for k in q.key_points]
         mis = [f"- {m.id}: {m.statement}" for m in q.misconceptions]
         if order == "B":
             kps, mis = kps[::-1], mis[::-1]
