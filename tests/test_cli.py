@@ -37,7 +37,9 @@ def test_grade_json_has_the_documented_fields():
     g = json.loads(result.stdout)
     assert {"question_id", "score", "verdict", "covered", "missed", "misconceptions", "feedback"} <= set(g)
     assert g["question_id"] == "ch13-1" and 0 <= g["score"] <= 1
-    assert g["verdict"] in {"correct", "partial", "incorrect"}
+    # A clear, complete paraphrase: anything but "correct" is a grading regression.
+    assert g["verdict"] == "correct" and g["grader"].startswith("learned:")
+    assert [c["id"] for c in g["covered"]][:1] == ["exponent_width"] and g["covered"][0]["required"]
 
 
 def test_grade_reads_stdin():

@@ -129,11 +129,11 @@ def grade(
         except JudgeSpecError as e:
             fail(str(e))
     from tutor.grader import get_grader  # heavy: only commands that grade pay for it
-    from tutor.paths import CalibrationError
+    from tutor.paths import GraderUnavailable
 
     try:
         grader = get_grader()
-    except CalibrationError as e:
+    except GraderUnavailable as e:
         fail(str(e))
     if judge_obj is not None:
         from tutor.judge.fuse import grade_with_judge
@@ -194,7 +194,8 @@ def models_build(
 
 import tutor.cli_eval  # noqa: E402  (registers eval, calibrate)
 import tutor.cli_judge  # noqa: E402  (registers judge setup, judge serve)
-import tutor.cli_study  # noqa: E402, F401  (registers study, progress, history, flags)
+import tutor.cli_study  # noqa: E402  (registers study, progress, history, flags)
+import tutor.cli_train  # noqa: E402, F401  (registers train)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

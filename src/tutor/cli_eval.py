@@ -136,8 +136,18 @@ def eval_cmd(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    grader_name: Annotated[
+        str | None,
+        typer.Option(
+            "--grader", help="learned (the trained model) or embedding; default: TUTOR_GRADER or learned."
+        ),
+    ] = None,
 ) -> None:
     """Measure the grader against labelled answers: QWK, accuracy, F1, confusion matrix, latency."""
+    from tutor.grader import GRADERS
+
+    if grader_name is not None and grader_name not in GRADERS:
+        fail(f"--grader {grader_name!r}: use one of {', '.join(GRADERS)}")
     if sample is not None and sample <= 0:
         fail(f"--sample must be a positive number of rows, not {sample}")
     if report is not None:
@@ -149,16 +159,16 @@ def eval_cmd(
     from tutor.evals import runner
     from tutor.evals.report import write_report
     from tutor.grader import load_thresholds
-    from tutor.paths import CalibrationError
+    from tutor.paths import GraderUnavailable
 
     if thresholds is not None and not thresholds.is_file():
         fail(f"--thresholds {thresholds}: no such file")
+    batch = cache or len(res.rows) > runner.BATCH_EMBED_ABOVE
     try:
         t = load_thresholds(thresholds)
-    except CalibrationError as e:
+        grader = runner.make_grader(t, cache_answers=batch, kind=grader_name)
+    except GraderUnavailable as e:
         fail(str(e))
-    batch = cache or len(res.rows) > runner.BATCH_EMBED_ABOVE
-    grader = runner.make_grader(t, cache_answers=batch)
     if batch:
         runner.prefetch(grader, res.rows, progress=progress)
     results, wall = runner.run(res.rows, _grade_fn(judge, grader), progress=progress)
@@ -166,6 +176,7 @@ def eval_cmd(
     rep["files"] = [str(f) for f in files]
     rep["split"] = split
     rep["sample"] = {"n": len(res.rows), "of": n_loaded, "seed": seed} if sample is not None else None
+    rep["grader"] = grader.name
     rep["thresholds_version"] = t.version
     rep["thresholds"] = t.model_dump()
     rep["issues"] = [str(i) for i in res.issues]

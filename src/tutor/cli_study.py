@@ -19,7 +19,7 @@ from rich.padding import Padding
 
 from tutor.cli import app, fail, get_question, load_bank, out
 from tutor.models import Grade, Question
-from tutor.paths import CalibrationError
+from tutor.paths import GraderUnavailable
 from tutor.store import Store, StoreError
 from tutor.study import (
     GradeFn,
@@ -96,7 +96,7 @@ def study(
         session.run()
     except sqlite3.Error as e:  # e.g. disk full, or another process holding a lock for over 30 s
         fail(f"{store.path}: could not save progress ({e}). Answers saved before this point are kept.")
-    except CalibrationError as e:  # raised when grading starts; the answer was saved before
+    except GraderUnavailable as e:  # raised when grading starts; the answer was saved before
         fail(f"{e} Your answers are saved (the last one ungraded; `tutor history` shows it).")
     finally:
         store.close()

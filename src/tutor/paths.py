@@ -52,8 +52,16 @@ def prompts_dir() -> Path:
     return _content_dir("prompts")
 
 
-class CalibrationError(ValueError):
+class GraderUnavailable(ValueError):
+    """A file grading needs cannot be used; the message names the file and how to fix it."""
+
+
+class CalibrationError(GraderUnavailable):
     """The calibration file exists but cannot be used; the message names the file and the field."""
+
+
+class ModelFileError(GraderUnavailable):
+    """The trained grader's files are missing, damaged or from another version."""
 
 
 def calibration_path() -> Path:

@@ -15,7 +15,8 @@ from tutor import text as T
 from tutor.embed import CachedEmbedder, default_embedder
 from tutor.evals import metrics as M
 from tutor.evals.dataset import ORDINAL, EvalRow
-from tutor.grader import EmbeddingGrader, Thresholds
+from tutor.grader import EmbeddingGrader, Thresholds, grader_kind
+from tutor.grading.learned import LearnedGrader
 from tutor.models import Grade, Question
 
 GradeFn = Callable[[Question, str], Grade]
@@ -32,11 +33,18 @@ class EvalResult:
     latency_s: float
 
 
-def make_grader(thresholds: Thresholds | None = None, cache_answers: bool = False) -> EmbeddingGrader:
-    """A grader for evals. With cache_answers, answer embeddings go through the disk cache too (fast reruns
-    and batch prefetch); without it, latency is what a learner would see."""
+def make_grader(
+    thresholds: Thresholds | None = None, cache_answers: bool = False, kind: str | None = None
+) -> EmbeddingGrader | LearnedGrader:
+    """A grader for evals (kind: learned or embedding, default TUTOR_GRADER). With cache_answers, answer
+    embeddings go through the disk cache too (fast reruns and batch prefetch); without it, latency is what
+    a learner would see. `thresholds` sets the embedding grader's cut-offs, or the learned grader's judge
+    settings (its own embedding settings come with the model)."""
     inner = default_embedder()
-    return EmbeddingGrader(embedder=CachedEmbedder(inner) if cache_answers else inner, thresholds=thresholds)
+    embedder = CachedEmbedder(inner) if cache_answers else inner
+    if (kind or grader_kind()) == "embedding":
+        return EmbeddingGrader(embedder=embedder, thresholds=thresholds)
+    return LearnedGrader(embedder=embedder, thresholds=thresholds)
 
 
 def progress_bar(console: Console | None = None, enabled: bool = True) -> Progress:
@@ -57,10 +65,12 @@ def answer_unit_texts(answer: str) -> list[str]:
 
 
 def prefetch(
-    grader: EmbeddingGrader, rows: Sequence[EvalRow], progress: bool = True, chunk: int = 512
+    grader: EmbeddingGrader | LearnedGrader, rows: Sequence[EvalRow], progress: bool = True, chunk: int = 512
 ) -> int:
     """Embed every rubric and every answer unit in large batches, so grading then only reads the cache.
     Only possible when the grader's answer embedder is a CachedEmbedder. Returns the number of texts."""
+    whole_answers = isinstance(grader, LearnedGrader)  # the learned grader also embeds each whole answer
+    grader = grader.embedding if isinstance(grader, LearnedGrader) else grader
     if not isinstance(grader.embedder, CachedEmbedder):
         return 0
     questions = {r.question.model_dump_json(): r.question for r in rows}
@@ -76,6 +86,8 @@ def prefetch(
         )
     ]
     texts = list(dict.fromkeys(t for r in rows for t in answer_unit_texts(r.answer)))
+    if whole_answers:
+        texts = list(dict.fromkeys([*texts, *(T.normalise_answer(r.answer)[0] for r in rows)]))
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task("embedding answers", total=len(texts) + len(questions))
         grader.rubric_embedder.encode(list(dict.fromkeys(rubric)))

@@ -1,0 +1,199 @@
+"""The learned grader: the embedding grader's measurements plus nearest labeled answers -> a verdict.
+
+The embedding grader (``tutor.grading.embedding``) still does everything a learner reads: which sentence
+made which key point, what was missed, which misconception it holds, and the guards (empty, "don't know",
+off-topic, instructions to the grader, keyword lists). What it cannot do well is turn those measurements
+into the verdict an examiner gives: a short correct answer covers little of the rubric, a long partial
+one covers a lot. A gradient-boosted tree model trained on labeled answers (``make train``, see
+``tutor.grading.train`` and ``trained/MODEL_CARD.md``) makes that decision.
+
+The model files live in ``trained/``: ``verdict.onnx`` (the trees, run by onnxruntime, which the embedder
+already loads), ``exemplars.npz`` (whole-answer embeddings of the labeled training answers, by question)
+and ``card.json`` (feature names, decision cut-offs, the embedding thresholds it was trained with, the
+sha256 of each file). Every file's sha256 is checked at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tutor import text as T
+from tutor.embed import Embedder, default_embedder
+from tutor.grading.embedding import EmbeddingGrader, Thresholds, feedback_text, load_thresholds
+from tutor.grading.features import FEATURES, Exemplars, feature_row, merge, rubric_exemplars
+from tutor.models import VERDICTS, Grade, Question, Verdict
+from tutor.paths import ModelFileError
+
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
+REBUILD = "Rebuild it with `make train`, or grade without it: TUTOR_GRADER=embedding."
+
+
+class ModelCard(BaseModel):
+    """card.json: what grading needs to use the model, and the provenance a reader needs to trust it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    features: list[str]
+    cut_correct: float = Field(description="expected score >= this -> correct")
+    cut_partial: float = Field(description="expected score >= this -> partial")
+    thresholds: Thresholds = Field(
+        description="the embedding grader settings the features were computed with"
+    )
+    embedder: str = Field(description="the embedder the exemplar vectors were made with")
+    files: dict[str, str] = Field(description="file name -> sha256")
+    training: dict[str, Any] = Field(default_factory=dict, description="data, hyperparameters, metrics")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LearnedModel:
+    """The verdict model and its exemplars, loaded from a trained/ directory and checked."""
+
+    def __init__(self, card: ModelCard, session: Any, exemplars: Exemplars, directory: Path):
+        self.card = card
+        self.session = session
+        self.exemplars = exemplars
+        self.directory = directory
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> LearnedModel:
+        d = directory or TRAINED_DIR
+        card_path = d / "card.json"
+        if not card_path.is_file():
+            raise ModelFileError(f"{card_path}: the trained grader is missing. {REBUILD}")
+        try:
+            card = ModelCard.model_validate_json(card_path.read_text())
+        except (OSError, UnicodeDecodeError, ValidationError) as e:
+            raise ModelFileError(f"{card_path}: not a valid model card ({_first_line(e)}). {REBUILD}") from e
+        if card.features != list(FEATURES):
+            raise ModelFileError(
+                f"{card_path}: the model was trained on other features than this version computes. {REBUILD}"
+            )
+        for name, digest in card.files.items():
+            path = d / name
+            if not path.is_file():
+                raise ModelFileError(f"{path}: missing (listed in {card_path.name}). {REBUILD}")
+            if _sha256(path) != digest:
+                raise ModelFileError(f"{path}: damaged (sha256 differs from {card_path.name}). {REBUILD}")
+        for required in ("verdict.onnx", "exemplars.npz"):
+            if required not in card.files:
+                raise ModelFileError(f"{card_path}: lists no {required}. {REBUILD}")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1  # a few hundred small trees: threads cost more than they save
+        session = ort.InferenceSession(str(d / "verdict.onnx"), opts, providers=["CPUExecutionProvider"])
+        with np.load(d / "exemplars.npz", allow_pickle=False) as z:
+            ex = Exemplars(
+                vecs=z["vecs"].astype(np.float32),
+                labels=z["labels"].astype(np.int64),
+                qids=z["qids"].astype(str),
+                groups=z["groups"].astype(str),
+            )
+        return cls(card, session, ex, d)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(n, features) -> (n, 3) probabilities in VERDICTS order (incorrect, partial, correct)."""
+        out = self.session.run(
+            ["probabilities"], {"X": np.asarray(x, dtype=np.float32).reshape(-1, len(FEATURES))}
+        )
+        return np.asarray(out[0], dtype=np.float64)
+
+    def decide(self, p: np.ndarray) -> tuple[float, Verdict]:
+        """Expected grade (incorrect 0, partial 0.5, correct 1) and the verdict its cut-offs give."""
+        score = float(p[1] * 0.5 + p[2])
+        if score >= self.card.cut_correct:
+            return score, "correct"
+        if score >= self.card.cut_partial:
+            return score, "partial"
+        return score, "incorrect"
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+class LearnedGrader:
+    """Grades like EmbeddingGrader (same fields, same feedback), with the verdict and score from the model."""
+
+    def __init__(
+        self,
+        model: LearnedModel | None = None,
+        embedder: Embedder | None = None,
+        thresholds: Thresholds | None = None,
+    ):
+        self.model = model or LearnedModel.load()
+        card = self.model.card
+        self.embedding = EmbeddingGrader(embedder=embedder or default_embedder(), thresholds=card.thresholds)
+        self.embedder = self.embedding.embedder
+        # Judge fusion reads these: the judge settings of the active calibration, with the score bands of
+        # this model's cut-offs so a fused score stays inside its verdict's band.
+        calib = thresholds or load_thresholds()
+        self.t = calib.model_copy(update={"correct": card.cut_correct, "partial": card.cut_partial})
+        self.name = f"learned:{card.version}"
+        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def warm(self, questions: Sequence[Question]) -> None:
+        self.embedding.warm(questions)
+
+    def features(self, q: Question, answer: str, base: Grade, answer_vec: np.ndarray) -> np.ndarray:
+        tg = self.embedding.targets(q)
+        ex = merge(self.model.exemplars.select(q.id), rubric_exemplars(tg.reference, tg.misconception_vecs))
+        return feature_row(base, answer_vec, tg.reference, tg.question, q.numeric is not None, ex)
+
+    def grade(self, question: Question, answer: str) -> Grade:
+        return self.grade_many([(question, answer)])[0]
+
+    def grade_many(self, items: Sequence[tuple[Question, str]]) -> list[Grade]:
+        """Grade several answers; the whole-answer embeddings and the model run in one batch each."""
+        bases = [self.embedding.grade(q, a) for q, a in items]
+        todo = [i for i, g in enumerate(bases) if g.signals]  # guard grades (empty, off-topic...) stand
+        if not todo:
+            return [b.model_copy(update={"grader": self.name}) for b in bases]
+        texts = [T.normalise_answer(items[i][1])[0] for i in todo]
+        vecs = self.embedder.encode(texts)
+        x = np.stack(
+            [self.features(items[i][0], items[i][1], bases[i], v) for i, v in zip(todo, vecs, strict=True)]
+        )
+        probs = self.model.predict_proba(x)
+        out = [b.model_copy(update={"grader": self.name}) for b in bases]
+        for i, p in zip(todo, probs, strict=True):
+            out[i] = self._final(bases[i], p)
+        return out
+
+    def _final(self, base: Grade, p: np.ndarray) -> Grade:
+        score, verdict = self.model.decide(p)
+        # A wrong final number is never a correct answer (LABELING.md), whatever the rest looks like.
+        if (
+            verdict == "correct"
+            and base.numeric is not None
+            and base.numeric.found
+            and not base.numeric.correct
+        ):
+            verdict, score = "partial", min(score, self.model.card.cut_correct - 1e-3)
+        signals = {
+            **base.signals,
+            "embedding_score": base.score,
+            "embedding_verdict": float(VERDICTS.index(base.verdict)),
+            **{f"p_{v}": round(float(pv), 4) for v, pv in zip(VERDICTS, p, strict=True)},
+        }
+        g = base.model_copy(
+            update={"score": round(score, 3), "verdict": verdict, "signals": signals, "grader": self.name}
+        )
+        g.feedback = feedback_text(g)
+        return g
