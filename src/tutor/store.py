@@ -6,7 +6,8 @@
 - WAL mode with a busy timeout: two study sessions on one database serialise their writes instead of
   failing, and every write is a short transaction that re-reads the card it updates, so nothing is lost.
 - An answer is committed the moment it is submitted (``save_answer``), before grading; the grade and
-  the new card are committed together (``record_grade``) before any feedback is shown.
+  the new card are committed together (``record_grade``) before any feedback is shown. A grade that
+  arrives later (the LLM judge's, in ``tutor web``) replaces it with ``replace_grade``.
 - A file that is not a readable SQLite database is reported (``StoreError``) and left untouched.
 """
 
@@ -95,6 +96,13 @@ def m001_initial(db: sqlite3.Connection) -> None:
 @migration
 def m002_flag_index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX attempts_flagged ON attempts (flagged) WHERE flagged = 1")
+
+
+@migration
+def m003_card_before(db: sqlite3.Connection) -> None:
+    # The question's card as it was before this attempt's review ('' = first review; NULL = graded before
+    # this column existed). `replace_grade` reviews again from it when a judged grade replaces a recorded one.
+    db.execute("ALTER TABLE attempts ADD COLUMN card_before_json TEXT")
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -290,7 +298,7 @@ class Store:
             card = review(Card.from_json(prev[0]) if prev else None, qid, rating, now, make_scheduler())
             tx.execute(
                 "UPDATE attempts SET graded_at = ?, score = ?, verdict = ?, grader = ?, grade_json = ?, "
-                "judge_json = ?, rubric_version = ?, rating = ? WHERE id = ?",
+                "judge_json = ?, rubric_version = ?, rating = ?, card_before_json = ? WHERE id = ?",
                 (
                     _iso(now),
                     grade.score,
@@ -300,6 +308,7 @@ class Store:
                     grade.judge.model_dump_json() if grade.judge is not None else None,
                     rubric_version,
                     int(rating),
+                    prev[0] if prev else "",
                     attempt_id,
                 ),
             )
@@ -319,6 +328,67 @@ class Store:
                     card.due.isoformat(),
                     card.last_review.isoformat() if card.last_review else None,
                     _iso(now),
+                ),
+            )
+        return card
+
+    def replace_grade(self, attempt_id: int, grade: Grade, rubric_version: str | None = None) -> Card | None:
+        """Replace an attempt's recorded grade (the LLM judge's grade arriving after the embedding grade was
+        recorded and shown), in one transaction.
+
+        The card is reviewed again from its state before this attempt, at the attempt's original review
+        time, so the schedule is what recording the new grade in the first place would have given: the
+        question is not reviewed twice. If a later attempt at the question has been graded since (or the
+        attempt was graded before the card state was kept), the schedule has moved on and only the
+        attempt's grade changes. Returns the new card, or None when the card was left alone.
+        """
+        with self._tx() as tx:
+            row = tx.execute(
+                "SELECT question_id, hints_used, graded_at, card_before_json FROM attempts WHERE id = ?",
+                (attempt_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no attempt {attempt_id}")
+            if row["graded_at"] is None:
+                raise ValueError(f"attempt {attempt_id} has no grade to replace (record_grade grades it)")
+            qid, before = row["question_id"], row["card_before_json"]
+            rating = rating_for(grade.verdict, grade.score, row["hints_used"])
+            tx.execute(
+                "UPDATE attempts SET score = ?, verdict = ?, grader = ?, grade_json = ?, judge_json = ?, "
+                "rubric_version = COALESCE(?, rubric_version), rating = ? WHERE id = ?",
+                (
+                    grade.score,
+                    grade.verdict,
+                    grade.grader,
+                    grade.model_dump_json(),
+                    grade.judge.model_dump_json() if grade.judge is not None else None,
+                    rubric_version,
+                    int(rating),
+                    attempt_id,
+                ),
+            )
+            later = tx.execute(
+                "SELECT 1 FROM attempts WHERE question_id = ? AND id > ? AND graded_at IS NOT NULL LIMIT 1",
+                (qid, attempt_id),
+            ).fetchone()
+            if later is not None or before is None:
+                return None
+            reviewed_at = datetime.fromisoformat(row["graded_at"])
+            card = review(
+                Card.from_json(before) if before else None, qid, rating, reviewed_at, make_scheduler()
+            )
+            tx.execute(  # `reviews` stays: it is still one review
+                "UPDATE cards SET card_json = ?, state = ?, stability = ?, difficulty = ?, due = ?, "
+                "last_review = ?, updated_at = ? WHERE question_id = ?",
+                (
+                    card.to_json(),
+                    int(card.state),
+                    card.stability,
+                    card.difficulty,
+                    card.due.isoformat(),
+                    card.last_review.isoformat() if card.last_review else None,
+                    _iso(self.clock()),
+                    qid,
                 ),
             )
         return card
