@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,6 +134,29 @@ def test_replace_grade_after_a_later_review_leaves_the_card(tutor_home: Path) ->
             s.replace_grade(ungraded, make_grade("ch11-2"))
         with pytest.raises(KeyError):
             s.replace_grade(999, make_grade())
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tutor_home: Path) -> None:
+    # The web app holds one Store per thread. Opening another must not read the file with plain I/O:
+    # closing that descriptor would drop this process's SQLite locks, and a CLI session closing meanwhile
+    # would take itself for the last connection and delete the WAL under the web app.
+    path = tutor_home / "progress.sqlite"
+    first = Store(path)
+    first.save_answer("ch11-1", "first", 0, T0)
+    second = Store(path)
+    other = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        'c.execute("INSERT INTO attempts (question_id, answer, started_at, submitted_at) '
+        "VALUES ('ch11-2', 'from the CLI', 'x', 'x')\"); c.commit(); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", other, str(path)], check=True)
+    assert (tutor_home / "progress.sqlite-wal").exists()  # this process's connections still count
+    second.save_answer("ch11-3", "second", 0, T0)
+    assert [a.answer for a in first.attempts()] == ["first", "from the CLI", "second"]
+    first.close()
+    second.close()
+    second.close()  # closing twice is harmless
+    assert store_mod._open_here == {}
 
 
 def test_flag(tutor_home: Path) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,11 +164,36 @@ def _iso(t: datetime) -> str:
 # ---------------------------------------------------------------------------------------------- store
 
 
+# Databases this process has open, with how many Stores hold each. While one is open here, its file must
+# not be opened with plain file I/O: closing that file descriptor drops every POSIX lock this process holds
+# on the file, SQLite's included, and another process would then take itself for the last connection and
+# delete the WAL under this one's feet (https://sqlite.org/howtocorrupt.html, section 2.2).
+_open_here: Counter[Path] = Counter()
+_open_lock = threading.Lock()
+
+
 class Store:
     def __init__(self, path: Path | None = None, clock: Clock = utc_now, timeout: float = 30.0):
         self.path = path or default_db_path()
         self.clock = clock
-        self._check_file()
+        self._key = self.path.resolve()
+        with _open_lock:
+            if not _open_here[self._key]:  # already checked by the Store holding it open
+                self._check_file()
+            _open_here[self._key] += 1
+        try:
+            self._connect(timeout)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        with _open_lock:
+            _open_here[self._key] -= 1
+            if _open_here[self._key] <= 0:
+                del _open_here[self._key]
+
+    def _connect(self, timeout: float) -> None:
         try:
             # Autocommit mode: every write below opens its own explicit transaction.
             self.db = sqlite3.connect(
@@ -181,6 +208,8 @@ class Store:
                 raise sqlite3.DatabaseError(f"integrity check failed: {ok}")
             self._migrate()
         except sqlite3.DatabaseError as e:
+            if hasattr(self, "db"):
+                self.db.close()
             raise self._unusable(str(e)) from None
 
     # -- opening
@@ -253,7 +282,10 @@ class Store:
             self.db.execute("COMMIT")
 
     def close(self) -> None:
-        self.db.close()
+        if not getattr(self, "_closed", False):
+            self._closed = True
+            self.db.close()
+            self._release()
 
     def __enter__(self) -> Store:
         return self
