@@ -289,7 +289,9 @@ def test_unknown_ids_are_404_pages(client: TestClient) -> None:
     assert api.status_code == 404 and "Did you mean: ch13-" in api.json()["detail"]
 
 
-def test_errors_never_show_a_stack_trace(tutor_home: Path, grader, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_never_show_a_stack_trace(
+    tutor_home: Path, grader, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(q: Question, answer: str) -> Grade:
         raise RuntimeError("internal detail /secret/path")
 
@@ -299,6 +301,10 @@ def test_errors_never_show_a_stack_trace(tutor_home: Path, grader, monkeypatch: 
         r = c.post("/q/ch13-1/answer", data={"csrf_token": csrf_token(c), "answer": "kept anyway"})
         assert r.status_code == 500 and "was saved (attempt #1)" in r.text
         assert "Traceback" not in r.text and "/secret/path" not in r.text
+        # The server's log has it all.
+        [logged] = [rec for rec in caplog.records if rec.name == "tutor.web"]
+        assert logged.getMessage() == "grading attempt 1 failed" and logged.exc_info is not None
+        assert "internal detail /secret/path" in str(logged.exc_info[1])
         import tutor.web.app as web_app
 
         monkeypatch.setattr(web_app, "progress_report", lambda *a, **k: 1 / 0)
@@ -515,6 +521,35 @@ def test_a_failing_judge_leaves_the_embedding_grade(tutor_home: Path, grader) ->
         page = c.get(url).text
         assert '<span class="verdict-word">Incorrect</span>' in page
         assert "The LLM judge could not grade this answer" in page
+
+
+def test_an_answer_the_judge_never_saw_says_so(tutor_home: Path, grader) -> None:
+    # Answered while the server ran without the judge (or the judge's job was lost in a restart).
+    with TestClient(create_app(warm=False), base_url=BASE) as c:
+        url = submit(c, "ch13-1", CORRECT_13_1)
+        assert 'id="judge-absent"' not in c.get(url).text
+    judged = create_app(judge=FakeJudge("correct", spec="fake:correct"), warm=False)
+    with TestClient(judged, base_url=BASE) as c:
+        page = c.get(url).text
+        assert 'id="judge-absent"' in page and 'id="judging"' not in page
+
+
+def test_startup_line_says_who_can_connect() -> None:
+    from tutor.cli_web import is_loopback, startup_line
+
+    assert startup_line("127.0.0.1", 8000) == (
+        "tutor web: http://127.0.0.1:8000/ (only this computer can connect; Ctrl-C stops it)"
+    )
+    assert startup_line("::1", 8001).startswith("tutor web: http://[::1]:8001/ (only this computer")
+    assert "REACHABLE FROM OTHER COMPUTERS" in startup_line("0.0.0.0", 8000)
+    assert "REACHABLE FROM OTHER COMPUTERS" in startup_line("192.168.1.20", 8000)
+    assert [is_loopback(h) for h in ("localhost", "127.0.0.2", "[::1]", "0.0.0.0", "example.org")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_web_command_refuses_a_bad_judge_and_a_busy_port(tutor_home: Path) -> None:

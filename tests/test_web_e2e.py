@@ -124,6 +124,7 @@ def test_study_in_a_real_browser(browser: Any, tmp_path: Path) -> None:
     home = tmp_path / "home"
     server = Server(home, free_port())
     server.start()
+    assert f"tutor web: {server.url}/ (only this computer can connect" in server.output()
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     problems: list[str] = []  # uncaught script errors, console errors (a CSP violation is one), dialogs
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))

@@ -15,6 +15,7 @@ import webbrowser
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from tutor.cli import app, err, fail, load_bank, out
 
@@ -26,6 +27,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def page_url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def startup_line(host: str, port: int) -> str:
+    """What `tutor web` prints once it serves: the address, and who can reach it."""
+    if is_loopback(host):
+        return f"tutor web: {page_url(host, port)} (only this computer can connect; Ctrl-C stops it)"
+    return (
+        f"tutor web: listening on {host} port {port}, REACHABLE FROM OTHER COMPUTERS on your network. There "
+        "is no login: anyone who can open the page can read and add to your progress. Ctrl-C stops it."
+    )
 
 
 def _check_port(host: str, port: int) -> None:
@@ -76,8 +91,7 @@ def web(
             fail(f"--judge: {e}")
     _check_port(host, port)
     local_only = is_loopback(host)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/"
+    url = page_url(host, port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     err.print("Loading the grading model…")
@@ -96,14 +110,7 @@ def web(
     except (CalibrationError, StoreError) as e:
         fail(str(e))
     err.print(f"Model ready in {time.perf_counter() - t0:.1f} s.")
-    if local_only:
-        out.print(f"tutor web: {url} (only this computer can connect; Ctrl-C stops it)")
-    else:
-        out.print(
-            f"tutor web: listening on {host}:{port}, [bold]reachable from other computers[/] that can reach "
-            "this one. There is no login: anyone who can open the page can read and add to your progress. "
-            "Ctrl-C stops it."
-        )
+    out.print(escape(startup_line(host, port)))
     if judge_obj is not None:
         out.print(
             f"Grades are sharpened by the LLM judge {judge_obj.spec!r}; judged grades appear when ready."

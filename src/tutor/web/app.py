@@ -393,7 +393,8 @@ def _add_pages(app: FastAPI, state: WebState) -> None:
         q = _question(state, qid)
         shown = min(max(hints_used, 0) + 1, len(q.hints))
         if _htmx(request):
-            return render(request, "_hints.html", q=q, hints_shown=shown, hint_action=f"/q/{q.id}/hint")
+            hint_action = _with_chapter(f"/q/{q.id}/hint", chapter)
+            return render(request, "_hints.html", q=q, hints_shown=shown, hint_action=hint_action)
         # Without JavaScript the whole page comes back, the draft answer with it.
         draft = _text(answer, "The answer", MAX_POST_CHARS)
         return question_page(request, q, chapter, shown, draft, started_at or state.clock().isoformat())
