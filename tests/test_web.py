@@ -315,6 +315,9 @@ def test_errors_never_show_a_stack_trace(
     with store(tutor_home) as s:
         [a] = s.attempts()
         assert a.answer == "kept anyway" and not a.graded
+    with TestClient(create_app(warm=False), base_url=BASE) as c:  # no grade yet: nothing to dispute
+        r = c.post("/attempts/1/dispute", data={"csrf_token": csrf_token(c, "/attempts/1"), "comment": "x"})
+        assert r.status_code == 409 and "no grade to dispute" in r.text
     # The saved answer can be graded later, from its page.
     with TestClient(create_app(warm=False), base_url=BASE) as c:
         page = c.get("/attempts/1")

@@ -47,6 +47,7 @@ from tutor.rubric import QuestionBank, UnknownQuestion, default_bank
 from tutor.schedule import Clock, next_due, plan_session, review_forecast, utc_now
 from tutor.store import Attempt, Store, default_db_path
 from tutor.study import GradeFn, default_grade_fn, grade_attempt, progress_report, question_statuses
+from tutor.text import MAX_ANSWER_CHARS  # what the grader reads of an answer; the rest is saved, not graded
 from tutor.web import views
 from tutor.web.csrf import COOKIE, FIELD, Csrf, load_or_create_secret
 from tutor.web.jobs import JudgeJobs, Stores, judged_grade_fn
@@ -100,7 +101,7 @@ def create_app(
     warm: bool = True,
 ) -> FastAPI:
     """The ASGI app. ``warm``: load the grading model and embed every rubric at startup (``tutor web``
-    does; tests of pages that never grade skip it). ``allowed_hosts``: the Host names accepted (a page
+    does it before building the app, so a bad calibration is an error before serving; tests skip it). ``allowed_hosts``: the Host names accepted (a page
     served on 127.0.0.1 must not answer a DNS-rebinding site's requests); None accepts any."""
     bank = bank or default_bank()
     db_path = db_path or default_db_path()
@@ -130,7 +131,7 @@ def create_app(
         when=lambda t: views.when(t, state.clock()),
         stamp=views.stamp,
         judge_label=state.judge_label,
-        MAX_ANSWER_CHARS=5000,
+        MAX_ANSWER_CHARS=MAX_ANSWER_CHARS,
     )
 
     @asynccontextmanager
@@ -494,7 +495,8 @@ def _add_pages(app: FastAPI, state: WebState) -> None:
     def dispute(request: Request, attempt_id: int, comment: Annotated[str, Form()] = "") -> Response:
         """Flag the grade with the learner's comment, exactly as `!` does in `tutor study`."""
         store = state.stores.get()
-        _attempt(store, attempt_id)
+        if not _attempt(store, attempt_id).graded:
+            raise StarletteHTTPException(409, "This answer has no grade to dispute yet: grade it first.")
         text = _text(comment, "The comment", MAX_COMMENT_CHARS).strip()
         store.flag(attempt_id, text or "(no comment)")
         if _htmx(request):
