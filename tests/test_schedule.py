@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fsrs import Rating, State
@@ -15,6 +15,7 @@ from tutor.schedule import (
     plan_session,
     rating_for,
     review,
+    review_forecast,
 )
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -103,3 +104,27 @@ def test_mastery_levels() -> None:
     assert mastery(card, ["correct", "correct"]) == "mastered"
     assert mastery(card, ["correct", "partial"]) == "familiar"
     assert mastery(card, ["correct"]) == "familiar"  # one correct answer is not a streak
+
+
+def test_review_forecast_counts_per_day_with_overdue_today() -> None:
+    cards = [
+        new_card("ch11-1", T0 - timedelta(days=3)),  # overdue: counts today
+        new_card("ch11-2", T0 + timedelta(hours=2)),  # later today
+        new_card("ch11-3", T0 + timedelta(days=1)),
+        new_card("ch11-4", T0 + timedelta(days=1, hours=1)),
+        new_card("ch12-1", T0 + timedelta(days=13)),  # last day shown
+        new_card("ch12-2", T0 + timedelta(days=14)),  # beyond the window
+    ]
+    days = review_forecast(cards, T0, days=14, tz=UTC)
+    assert len(days) == 14 and days[0] == (date(2025, 3, 1), 2) and days[1] == (date(2025, 3, 2), 2)
+    assert days[13] == (date(2025, 3, 14), 1) and sum(n for _, n in days) == 5
+
+
+def test_review_forecast_uses_the_given_time_zone() -> None:
+    from datetime import timezone
+
+    plus10 = timezone(timedelta(hours=10))
+    # 20:00 UTC on 1 March is 06:00 on 2 March at UTC+10: "today" there is 2 March.
+    now = datetime(2025, 3, 1, 20, 0, tzinfo=UTC)
+    card = new_card("ch11-1", datetime(2025, 3, 2, 15, 0, tzinfo=UTC))  # 01:00 on 3 March at UTC+10
+    assert review_forecast([card], now, days=2, tz=plus10) == [(date(2025, 3, 2), 0), (date(2025, 3, 3), 1)]

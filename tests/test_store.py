@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,6 +91,72 @@ def test_attempt_round_trip_and_card(tutor_home: Path) -> None:
         assert card.state == State.Learning and card.due == T0 + timedelta(minutes=15)
         assert s.card("ch11-1") == card and s.review_count("ch11-1") == 1
         assert s.verdicts() == {"ch11-1": ["partial"]}
+
+
+def test_replace_grade_reschedules_as_if_the_new_grade_came_first(tutor_home: Path) -> None:
+    # Two questions answered at the same time: one graded partial then replaced by correct, the other
+    # recorded correct directly. The replaced card must equal the direct one (one review, not two).
+    with Store(clock=lambda: T0) as s:
+        a = s.save_answer("ch11-1", "first", 0, T0)
+        s.record_grade(a, make_grade("ch11-1", "partial", 0.5), "v1", T0)
+        b = s.save_answer("ch11-2", "second", 0, T0)
+        direct = s.record_grade(b, make_grade("ch11-2", "correct", 0.8), "v1", T0)
+        judged = make_grade("ch11-1", "correct", 0.8).model_copy(update={"grader": "judged"})
+        replaced = s.replace_grade(a, judged)
+        assert replaced is not None and s.card("ch11-1") == replaced
+        assert (replaced.state, replaced.due, replaced.stability) == (
+            direct.state,
+            direct.due,
+            direct.stability,
+        )
+        assert s.review_count("ch11-1") == 1
+        got = s.attempt(a)
+        assert (got.verdict, got.score, got.grader, got.rating, got.rubric_version) == (
+            "correct",
+            0.8,
+            "judged",
+            3,
+            "v1",
+        )
+        assert s.verdicts() == {"ch11-1": ["correct"], "ch11-2": ["correct"]}
+
+
+def test_replace_grade_after_a_later_review_leaves_the_card(tutor_home: Path) -> None:
+    with Store(clock=lambda: T0) as s:
+        first = s.save_answer("ch11-1", "one", 0, T0)
+        s.record_grade(first, make_grade("ch11-1", "incorrect", 0.1), now=T0)
+        second = s.save_answer("ch11-1", "two", 0, T0 + timedelta(hours=1))
+        card = s.record_grade(second, make_grade("ch11-1", "correct", 0.8), now=T0 + timedelta(hours=1))
+        assert s.replace_grade(first, make_grade("ch11-1", "partial", 0.5)) is None
+        assert s.card("ch11-1") == card and s.attempt(first).verdict == "partial"
+        ungraded = s.save_answer("ch11-2", "three", 0, T0)
+        with pytest.raises(ValueError, match="no grade to replace"):
+            s.replace_grade(ungraded, make_grade("ch11-2"))
+        with pytest.raises(KeyError):
+            s.replace_grade(999, make_grade())
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tutor_home: Path) -> None:
+    # The web app holds one Store per thread. Opening another must not read the file with plain I/O:
+    # closing that descriptor would drop this process's SQLite locks, and a CLI session closing meanwhile
+    # would take itself for the last connection and delete the WAL under the web app.
+    path = tutor_home / "progress.sqlite"
+    first = Store(path)
+    first.save_answer("ch11-1", "first", 0, T0)
+    second = Store(path)
+    other = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        'c.execute("INSERT INTO attempts (question_id, answer, started_at, submitted_at) '
+        "VALUES ('ch11-2', 'from the CLI', 'x', 'x')\"); c.commit(); c.close()"
+    )
+    subprocess.run([sys.executable, "-c", other, str(path)], check=True)
+    assert (tutor_home / "progress.sqlite-wal").exists()  # this process's connections still count
+    second.save_answer("ch11-3", "second", 0, T0)
+    assert [a.answer for a in first.attempts()] == ["first", "from the CLI", "second"]
+    first.close()
+    second.close()
+    second.close()  # closing twice is harmless
+    assert store_mod._open_here == {}
 
 
 def test_flag(tutor_home: Path) -> None:

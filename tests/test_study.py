@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tutor.grader import Thresholds
 from tutor.models import FoundMisconception, Grade, Question
 from tutor.store import Store
-from tutor.study import StudySession, flag_candidates, progress_report
+from tutor.study import StudySession, flag_candidates, grade_attempt, progress_report, question_statuses
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -226,3 +226,45 @@ def test_judge_note_explains_each_fusion_rule(rule: str, says: str | None) -> No
     if rule == "inconsistent":  # the judge abstained: the grade is the embedding grade
         same = g.model_copy(update={"score": 0.5})
         assert "embedding grader's grade" in (judge_note(same) or "")
+
+
+def test_grade_attempt_grades_a_saved_answer_once(tutor_home: Path, bank) -> None:
+    with Store(clock=lambda: T0) as store:
+        aid = store.save_answer("ch11-1", "this is wrong", 1, T0)
+        grade, card = grade_attempt(store, bank, aid, stub_grade, clock=lambda: T0)
+        a = store.attempt(aid)
+        assert (grade.verdict, a.verdict, a.hints_used) == ("incorrect", "incorrect", 1)
+        assert store.card("ch11-1") == card and card.due == T0 + timedelta(minutes=10)  # Again: relearn
+        with pytest.raises(ValueError, match="already graded"):
+            grade_attempt(store, bank, aid, stub_grade)
+        assert store.review_count("ch11-1") == 1
+
+
+def test_grade_attempt_that_fails_leaves_the_answer_saved(tutor_home: Path, bank) -> None:
+    def broken(q: Question, answer: str) -> Grade:
+        raise RuntimeError("model gone")
+
+    with Store(clock=lambda: T0) as store:
+        aid = store.save_answer("ch11-1", "kept", 0, T0)
+        with pytest.raises(RuntimeError):
+            grade_attempt(store, bank, aid, broken)
+        a = store.attempt(aid)
+        assert a.answer == "kept" and not a.graded and store.card("ch11-1") is None
+
+
+def test_question_statuses(tutor_home: Path, bank) -> None:
+    with Store(clock=lambda: T0) as store:
+        for answer in ("this is wrong", "right now"):
+            aid = store.save_answer("ch12-2", answer, 0, T0)
+            grade_attempt(store, bank, aid, stub_grade, clock=lambda: T0)
+        store.save_answer("ch11-1", "never graded", 0, T0)
+        rows = {r.question.id: r for r in question_statuses(bank, store)}
+    assert [r.question.id for r in question_statuses(bank, Store(clock=lambda: T0))] == [
+        q.id for q in bank.questions
+    ]
+    r = rows["ch12-2"]
+    assert (r.attempts, r.last_verdict, r.last_score, r.mastery) == (2, "correct", 0.95, "familiar")
+    assert r.due is not None and r.due > T0
+    u = rows["ch11-1"]
+    assert (u.attempts, u.last_verdict, u.due, u.mastery) == (1, None, None, "new")
+    assert rows["ch13-1"].attempts == 0

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Literal
 
 from fsrs import Card, Rating, Scheduler, State
@@ -131,3 +131,18 @@ def next_due(cards: dict[str, Card], now: datetime) -> datetime | None:
     """When the next review falls due after ``now`` (to tell the learner when to come back)."""
     later = [c.due for c in cards.values() if c.due > now]
     return min(later) if later else None
+
+
+def review_forecast(
+    cards: Iterable[Card], now: datetime, days: int = 14, tz: tzinfo | None = None
+) -> list[tuple[date, int]]:
+    """Reviews falling due on each of the next ``days`` calendar days (in ``tz``, default the local time
+    zone), today first. Today's count includes every review already overdue: all of them can be done today."""
+    local_now = now.astimezone(tz)
+    today = local_now.date()
+    counts = dict.fromkeys((today + timedelta(days=i) for i in range(days)), 0)
+    for card in cards:
+        day = max(card.due.astimezone(tz).date(), today)
+        if day in counts:
+            counts[day] += 1
+    return list(counts.items())

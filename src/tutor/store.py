@@ -6,7 +6,8 @@
 - WAL mode with a busy timeout: two study sessions on one database serialise their writes instead of
   failing, and every write is a short transaction that re-reads the card it updates, so nothing is lost.
 - An answer is committed the moment it is submitted (``save_answer``), before grading; the grade and
-  the new card are committed together (``record_grade``) before any feedback is shown.
+  the new card are committed together (``record_grade``) before any feedback is shown. A grade that
+  arrives later (the LLM judge's, in ``tutor web``) replaces it with ``replace_grade``.
 - A file that is not a readable SQLite database is reported (``StoreError``) and left untouched.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +100,13 @@ def m002_flag_index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX attempts_flagged ON attempts (flagged) WHERE flagged = 1")
 
 
+@migration
+def m003_card_before(db: sqlite3.Connection) -> None:
+    # The question's card as it was before this attempt's review ('' = first review; NULL = graded before
+    # this column existed). `replace_grade` reviews again from it when a judged grade replaces a recorded one.
+    db.execute("ALTER TABLE attempts ADD COLUMN card_before_json TEXT")
+
+
 # ---------------------------------------------------------------------------------------------- rows
 
 
@@ -154,11 +164,36 @@ def _iso(t: datetime) -> str:
 # ---------------------------------------------------------------------------------------------- store
 
 
+# Databases this process has open, with how many Stores hold each. While one is open here, its file must
+# not be opened with plain file I/O: closing that file descriptor drops every POSIX lock this process holds
+# on the file, SQLite's included, and another process would then take itself for the last connection and
+# delete the WAL under this one's feet (https://sqlite.org/howtocorrupt.html, section 2.2).
+_open_here: Counter[Path] = Counter()
+_open_lock = threading.Lock()
+
+
 class Store:
     def __init__(self, path: Path | None = None, clock: Clock = utc_now, timeout: float = 30.0):
         self.path = path or default_db_path()
         self.clock = clock
-        self._check_file()
+        self._key = self.path.resolve()
+        with _open_lock:
+            if not _open_here[self._key]:  # already checked by the Store holding it open
+                self._check_file()
+            _open_here[self._key] += 1
+        try:
+            self._connect(timeout)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        with _open_lock:
+            _open_here[self._key] -= 1
+            if _open_here[self._key] <= 0:
+                del _open_here[self._key]
+
+    def _connect(self, timeout: float) -> None:
         try:
             # Autocommit mode: every write below opens its own explicit transaction.
             self.db = sqlite3.connect(
@@ -173,6 +208,8 @@ class Store:
                 raise sqlite3.DatabaseError(f"integrity check failed: {ok}")
             self._migrate()
         except sqlite3.DatabaseError as e:
+            if hasattr(self, "db"):
+                self.db.close()
             raise self._unusable(str(e)) from None
 
     # -- opening
@@ -245,7 +282,10 @@ class Store:
             self.db.execute("COMMIT")
 
     def close(self) -> None:
-        self.db.close()
+        if not getattr(self, "_closed", False):
+            self._closed = True
+            self.db.close()
+            self._release()
 
     def __enter__(self) -> Store:
         return self
@@ -290,7 +330,7 @@ class Store:
             card = review(Card.from_json(prev[0]) if prev else None, qid, rating, now, make_scheduler())
             tx.execute(
                 "UPDATE attempts SET graded_at = ?, score = ?, verdict = ?, grader = ?, grade_json = ?, "
-                "judge_json = ?, rubric_version = ?, rating = ? WHERE id = ?",
+                "judge_json = ?, rubric_version = ?, rating = ?, card_before_json = ? WHERE id = ?",
                 (
                     _iso(now),
                     grade.score,
@@ -300,6 +340,7 @@ class Store:
                     grade.judge.model_dump_json() if grade.judge is not None else None,
                     rubric_version,
                     int(rating),
+                    prev[0] if prev else "",
                     attempt_id,
                 ),
             )
@@ -319,6 +360,67 @@ class Store:
                     card.due.isoformat(),
                     card.last_review.isoformat() if card.last_review else None,
                     _iso(now),
+                ),
+            )
+        return card
+
+    def replace_grade(self, attempt_id: int, grade: Grade, rubric_version: str | None = None) -> Card | None:
+        """Replace an attempt's recorded grade (the LLM judge's grade arriving after the embedding grade was
+        recorded and shown), in one transaction.
+
+        The card is reviewed again from its state before this attempt, at the attempt's original review
+        time, so the schedule is what recording the new grade in the first place would have given: the
+        question is not reviewed twice. If a later attempt at the question has been graded since (or the
+        attempt was graded before the card state was kept), the schedule has moved on and only the
+        attempt's grade changes. Returns the new card, or None when the card was left alone.
+        """
+        with self._tx() as tx:
+            row = tx.execute(
+                "SELECT question_id, hints_used, graded_at, card_before_json FROM attempts WHERE id = ?",
+                (attempt_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no attempt {attempt_id}")
+            if row["graded_at"] is None:
+                raise ValueError(f"attempt {attempt_id} has no grade to replace (record_grade grades it)")
+            qid, before = row["question_id"], row["card_before_json"]
+            rating = rating_for(grade.verdict, grade.score, row["hints_used"])
+            tx.execute(
+                "UPDATE attempts SET score = ?, verdict = ?, grader = ?, grade_json = ?, judge_json = ?, "
+                "rubric_version = COALESCE(?, rubric_version), rating = ? WHERE id = ?",
+                (
+                    grade.score,
+                    grade.verdict,
+                    grade.grader,
+                    grade.model_dump_json(),
+                    grade.judge.model_dump_json() if grade.judge is not None else None,
+                    rubric_version,
+                    int(rating),
+                    attempt_id,
+                ),
+            )
+            later = tx.execute(
+                "SELECT 1 FROM attempts WHERE question_id = ? AND id > ? AND graded_at IS NOT NULL LIMIT 1",
+                (qid, attempt_id),
+            ).fetchone()
+            if later is not None or before is None:
+                return None
+            reviewed_at = datetime.fromisoformat(row["graded_at"])
+            card = review(
+                Card.from_json(before) if before else None, qid, rating, reviewed_at, make_scheduler()
+            )
+            tx.execute(  # `reviews` stays: it is still one review
+                "UPDATE cards SET card_json = ?, state = ?, stability = ?, difficulty = ?, due = ?, "
+                "last_review = ?, updated_at = ? WHERE question_id = ?",
+                (
+                    card.to_json(),
+                    int(card.state),
+                    card.stability,
+                    card.difficulty,
+                    card.due.isoformat(),
+                    card.last_review.isoformat() if card.last_review else None,
+                    _iso(self.clock()),
+                    qid,
                 ),
             )
         return card

@@ -21,13 +21,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from fsrs import Card
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
 from tutor.models import Grade, Question
 from tutor.rubric import QuestionBank
-from tutor.schedule import MASTERY_LEVELS, Clock, Planned, mastery, next_due, plan_session, utc_now
+from tutor.schedule import (
+    MASTERY_LEVELS,
+    Clock,
+    Mastery,
+    Planned,
+    mastery,
+    next_due,
+    plan_session,
+    utc_now,
+)
 from tutor.store import Attempt, Store
 
 GradeFn = Callable[[Question, str], Grade]
@@ -487,3 +497,57 @@ def flag_candidates(store: Store) -> list[dict[str, Any]]:
 
 def history_rows(store: Store, question_id: str) -> list[Attempt]:
     return store.attempts(question_id)
+
+
+def grade_attempt(
+    store: Store, bank: QuestionBank, attempt_id: int, grade_fn: GradeFn, clock: Clock = utc_now
+) -> tuple[Grade, Card]:
+    """Steps 2 and 3 of one answer (module docstring) for an attempt already saved with ``save_answer``:
+    grade it, then commit the grade and the next card. Feedback may be shown once this returns; if grading
+    raises, the attempt stays saved, ungraded, and can be graded again later."""
+    a = store.attempt(attempt_id)
+    if a.graded:
+        raise ValueError(f"attempt {attempt_id} is already graded")
+    q = bank.get(a.question_id)
+    grade = grade_fn(q, a.answer)
+    card = store.record_grade(attempt_id, grade, bank.version, clock())
+    return grade, card
+
+
+@dataclass(frozen=True)
+class QuestionStatus:
+    """Where the learner stands on one question (the web app's lists and history table)."""
+
+    question: Question
+    mastery: Mastery
+    attempts: int
+    last_verdict: str | None
+    last_score: float | None
+    due: datetime | None  # None: never graded (new)
+
+
+def question_statuses(bank: QuestionBank, store: Store) -> list[QuestionStatus]:
+    """Every question in bank order with its mastery level, attempt count, last grade and next review."""
+    cards = store.cards()
+    verdicts = store.verdicts()
+    counts: Counter[str] = Counter()
+    last: dict[str, Attempt] = {}
+    for a in store.attempts():
+        counts[a.question_id] += 1
+        if a.graded:
+            last[a.question_id] = a
+    out = []
+    for q in bank.questions:
+        card = cards.get(q.id)
+        latest = last.get(q.id)
+        out.append(
+            QuestionStatus(
+                question=q,
+                mastery=mastery(card, verdicts.get(q.id, [])),
+                attempts=counts[q.id],
+                last_verdict=latest.verdict if latest else None,
+                last_score=latest.score if latest else None,
+                due=card.due if card else None,
+            )
+        )
+    return out
