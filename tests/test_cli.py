@@ -71,9 +71,11 @@ def test_very_long_answer_is_truncated_and_flagged():
 
 
 def test_human_output_shows_feedback_and_reference():
-    result = runner.invoke(app, ["grade", "ch13-1", "bf16 has more mantissa bits so it is more precise."])
+    wrong = "bf16 is safer because it has more mantissa bits, so it is more precise than fp16."
+    result = runner.invoke(app, ["grade", "ch13-1", wrong])
     assert result.exit_code == 0
     assert "Reference explanation" in result.output and "INCORRECT" in result.output
+    assert "bf16 has fewer mantissa bits (7 vs 10) and is less precise" in result.output  # the correction
 
 
 def test_installed_console_script_runs():

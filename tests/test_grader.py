@@ -8,9 +8,18 @@ from tests.grader_cases import CASES
 from tutor.grader import feedback_text
 from tutor.models import MissedPoint
 
-# Cases the embedding grader still gets wrong (measured 2026-11-27). strict=True: a case that starts passing
-# fails the run, so this list can only shrink. Each is a known weakness, reported in evals/RESULTS.md.
 KNOWN_FAILURES = {
+    # The learned grader (default) on the hand-written cases, measured 2026-11-30 with the shipped model.
+    # Of the embedding grader's six known failures, three pass now (ch13-1-paraphrase, ch13-1-partial,
+    # ch18-2-partial). strict=True: a case that starts passing fails the run, so this list can only shrink.
+    "ch14-1-paraphrase": "'fuses the most common neighbouring pair': p(correct) 0.37 vs 0.32 / 0.31, partial",
+    "ch17-3-negation": "no misconception or contradiction named, and the verdict is partial",
+    "ch19-3-negation": "a negated key point reads like the correct exemplars (embeddings miss negation): correct",
+    "ch20-1-paraphrase": "'a ceiling on real ability' matches the 'lower than real ability' misconception",
+    "ch20-1-misconception": "the label-noise misconception scores partial (p 0.52 vs incorrect 0.46)",
+}
+# The embedding grader alone (TUTOR_GRADER=embedding) keeps its own known failures (measured 2026-11-27).
+EMBEDDING_KNOWN_FAILURES = {
     "ch13-1-paraphrase": "paraphrase with no shared vocabulary scores below the correct cut-off",
     "ch13-1-partial": "'much bigger range than fp16' matches the 'more precise than fp16' misconception",
     "ch14-1-paraphrase": "'fuses the most common neighbouring pair' is too far from 'merges most frequent pair'",
@@ -18,14 +27,35 @@ KNOWN_FAILURES = {
     "ch18-2-partial": "a sentence about T=1 also covers the T>1 key point (topic similarity)",
     "ch20-1-paraphrase": "'a ceiling on real ability' matches the 'lower than real ability' misconception",
 }
-PARAMS = [
-    pytest.param(
-        *c, id=f"{c[0]}-{c[1]}", marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[f"{c[0]}-{c[1]}"])
-    )
-    if f"{c[0]}-{c[1]}" in KNOWN_FAILURES
-    else pytest.param(*c, id=f"{c[0]}-{c[1]}")
-    for c in CASES
-]
+
+
+def _params(known: dict[str, str]) -> list:
+    return [
+        pytest.param(
+            *c, id=f"{c[0]}-{c[1]}", marks=pytest.mark.xfail(strict=True, reason=known[f"{c[0]}-{c[1]}"])
+        )
+        if f"{c[0]}-{c[1]}" in known
+        else pytest.param(*c, id=f"{c[0]}-{c[1]}")
+        for c in CASES
+    ]
+
+
+PARAMS = _params(KNOWN_FAILURES)
+
+
+@pytest.fixture(scope="module")
+def embedding_grader():
+    from tutor.grader import make_grader
+
+    return make_grader("embedding")
+
+
+@pytest.mark.parametrize(("qid", "kind", "expected", "answer"), _params(EMBEDDING_KNOWN_FAILURES))
+def test_embedding_grader_verdicts_are_unchanged(bank, embedding_grader, qid, kind, expected, answer):
+    g = embedding_grader.grade(bank.get(qid), answer)
+    assert g.verdict == expected, (g.score, [c.id for c in g.covered], [m.id for m in g.misconceptions])
+    if kind in ("misconception", "negation"):
+        assert g.misconceptions, "a wrong belief must be named in the feedback"
 
 
 @pytest.mark.parametrize(("qid", "kind", "expected", "answer"), PARAMS)

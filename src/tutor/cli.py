@@ -195,7 +195,7 @@ def models_build(
 import tutor.cli_eval  # noqa: E402  (registers eval, calibrate)
 import tutor.cli_judge  # noqa: E402  (registers judge setup, judge serve)
 import tutor.cli_study  # noqa: E402  (registers study, progress, history, flags)
-import tutor.cli_train  # noqa: E402, F401  (registers train)
+import tutor.cli_train  # noqa: E402  (registers train)
 import tutor.cli_web  # noqa: E402, F401  (registers web)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -113,12 +113,23 @@ class LearnedModel:
         )
         return np.asarray(out[0], dtype=np.float64)
 
-    def decide(self, p: np.ndarray) -> tuple[float, Verdict]:
-        """Expected grade (incorrect 0, partial 0.5, correct 1) and the verdict its cut-offs give."""
+    def decide(
+        self, p: np.ndarray, wrong_number: bool = False, mis_number: bool = False
+    ) -> tuple[float, Verdict]:
+        """Expected grade (incorrect 0, partial 0.5, correct 1) and the verdict its cut-offs give.
+
+        LABELING.md on numeric questions overrides the trees: a wrong final number is never correct, and
+        the number a known wrong reasoning leads to (30 TB from uint16 ids) is a wrong number from wrong
+        reasoning, so incorrect."""
+        cut_partial, cut_correct = self.card.cut_partial, self.card.cut_correct
         score = float(p[1] * 0.5 + p[2])
-        if score >= self.card.cut_correct:
+        if wrong_number and mis_number:
+            return min(score, cut_partial - 1e-3), "incorrect"
+        if wrong_number and score >= cut_correct:
+            score = cut_correct - 1e-3
+        if score >= cut_correct:
             return score, "correct"
-        if score >= self.card.cut_partial:
+        if score >= cut_partial:
             return score, "partial"
         return score, "incorrect"
 
@@ -177,15 +188,8 @@ class LearnedGrader:
         return out
 
     def _final(self, base: Grade, p: np.ndarray) -> Grade:
-        score, verdict = self.model.decide(p)
-        # A wrong final number is never a correct answer (LABELING.md), whatever the rest looks like.
-        if (
-            verdict == "correct"
-            and base.numeric is not None
-            and base.numeric.found
-            and not base.numeric.correct
-        ):
-            verdict, score = "partial", min(score, self.model.card.cut_correct - 1e-3)
+        wrong_number = base.numeric is not None and bool(base.numeric.found) and not base.numeric.correct
+        score, verdict = self.model.decide(p, wrong_number, bool(base.signals.get("mis_number")))
         signals = {
             **base.signals,
             "embedding_score": base.score,

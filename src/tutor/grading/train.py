@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +79,7 @@ def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
 
 def golden_group(row_id: str) -> str:
     # Part c (ids ending -c1..-c4) was written later, by another writer than parts a and b.
-    return "golden-c" if row_id.rsplit("-", 1)[-1].startswith("c") else "golden-v1"
+    return "golden-c" if re.search(r"-c\d+$", row_id) else "golden-v1"
 
 
 def load_dataset(root: Path | None = None) -> Dataset:
@@ -130,19 +131,22 @@ def featurize(
 ) -> Featurized:
     """Features of labeled rows. Training rows never see exemplars by their own writer; test rows see the
     whole pool, exactly as the shipped grader does."""
-    xs, verdicts = [], []
+    xs, alone, verdicts = [], [], []
     for r, v in zip(rows, vecs, strict=True):
         q = bank.get(r.question_id)
         g = grader.grade(q, r.answer)
         tg = grader.targets(q)
-        ex = pool.select(q.id, exclude_group=r.group if exclude_own_group else None)
-        xs.append(
-            feature_row(g, v, tg.reference, tg.question, q.numeric is not None, ex if len(ex[1]) else None)
-        )
+        own = rubric_exemplars(tg.reference, tg.misconception_vecs)
+        labeled = pool.select(q.id, exclude_group=r.group if exclude_own_group else None)
+        numeric = q.numeric is not None
+        xs.append(feature_row(g, v, tg.reference, tg.question, numeric, merge(labeled, own)))
+        alone.append(feature_row(g, v, tg.reference, tg.question, numeric, own))
         verdicts.append(LABEL[g.verdict])
         tick()
+    empty = np.zeros((0, len(FEATURES)), np.float32)
     return Featurized(
-        x=np.stack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32),
+        x=np.stack(xs) if xs else empty,
+        x_alone=np.stack(alone) if alone else empty,
         y=np.array([LABEL[r.label] for r in rows], dtype=np.int64),
         groups=np.array([r.group for r in rows]),
         qids=np.array([r.question_id for r in rows]),
@@ -207,6 +211,8 @@ def grouped_oof(
     for test_idx in folds:
         train_mask = np.ones(len(f.y), dtype=bool)
         train_mask[test_idx] = False
+        if not len(test_idx) or not train_mask.any():  # a fold with nothing to predict or learn from
+            continue
         m = fit(f.x[train_mask], f.x_alone[train_mask], f.y[train_mask], params)
         xt = f.x_alone[test_idx] if rubric_only_test else f.x[test_idx]
         oof[test_idx] = m.predict_proba(xt)
@@ -455,7 +461,7 @@ def run_training(
         "train_seconds": None,
     }
     if evaluate_tests:
-        training["test"] = evaluate(model, cuts, ds, bank, grader, emb, pool)
+        training["test"] = evaluate(model.predict_proba, cuts, ds, bank, grader, emb, pool)
         for name, m in training["test"].items():
             log(
                 f"test {name}: QWK {m['qwk']} (95% CI {m['qwk_ci'][0]}-{m['qwk_ci'][1]}), accuracy {m['accuracy']}, embedding grader {m['embedding_qwk']}"
@@ -466,7 +472,7 @@ def run_training(
 
 
 def evaluate(
-    model: Any,
+    predict: Callable[[np.ndarray], np.ndarray],
     cuts: tuple[float, float],
     ds: Dataset,
     bank: QuestionBank,
@@ -474,15 +480,28 @@ def evaluate(
     emb: Embedder,
     pool: Exemplars,
 ) -> dict[str, Any]:
-    """Metrics on each test set, computed after the model is fixed (report only)."""
+    """Metrics on each test set, computed after the model is fixed (report only), with the same decision
+    rules as grading (LearnedModel.decide)."""
     from sklearn.metrics import accuracy_score
 
+    from tutor.grading.learned import LearnedModel, ModelCard
+
+    decider = LearnedModel(
+        ModelCard.model_construct(cut_partial=cuts[0], cut_correct=cuts[1]), None, pool, Path(".")
+    )
+    wrong, mis = FEATURES.index("numeric_wrong"), FEATURES.index("mis_number")
     out = {}
     for name, rows in ds.tests.items():
         if not rows:
             continue
         f = featurize(rows, bank, grader, answer_vectors(rows, emb), pool, exclude_own_group=False)
-        pred = verdicts_from(expected_score(model.predict_proba(f.x)), *cuts)
+        probs = predict(f.x)
+        pred = np.array(
+            [
+                LABEL[decider.decide(p, bool(x[wrong]), bool(x[mis]))[1]]
+                for p, x in zip(probs, f.x, strict=True)
+            ]
+        )
         out[name] = {
             "n": len(rows),
             "qwk": round(qwk(f.y, pred), 3),
