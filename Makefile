@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: train bench bench-web browser setup setup-judge study web test test-fast lint typecheck check schema clean eval calibrate bench-external
+.PHONY: train eval-writers bench bench-web browser setup setup-judge study web test test-fast lint typecheck check schema clean eval calibrate bench-external
 
 # torch is installed first and pinned: 2.13.0 resolves to the CPU build here, anything newer pulls CUDA.
 $(BIN)/.installed: pyproject.toml
@@ -61,6 +61,10 @@ check: lint typecheck test
 # Grader evals (issue 3). Calibrate on the golden train split, report on the test split.
 eval: setup
 	$(BIN)/tutor eval evals/golden.jsonl --split test --report evals/report
+
+# The writer-disjoint test batch (issue 11): answers by a writer the learned grader never saw.
+eval-writers: setup
+	$(BIN)/tutor eval evals/writers/wt/*.jsonl --report evals/report-writers
 
 # The learned grader (issue 11): rebuilt from the labeled answers in evals/ (golden train split + writer
 # batches), writer-grouped CV, ONNX export, model card. Minutes on 2 cores; needs no GPU.

@@ -21,7 +21,10 @@ ORDER = ["incorrect", "partial", "correct"]
 
 def load() -> list[dict]:
     key = json.loads((HERE / "second_rater" / "key.json").read_text())
-    second = {r["rid"]: r for r in map(json.loads, (HERE / "second_rater" / "labels.jsonl").read_text().splitlines())}
+    second = {
+        r["rid"]: r
+        for r in map(json.loads, (HERE / "second_rater" / "labels.jsonl").read_text().splitlines())
+    }
     first = {}
     for f in HERE.glob("w*/ch*.jsonl"):
         for line in f.read_text(encoding="utf-8").splitlines():

@@ -68,7 +68,9 @@ def check_row(row: dict, ids: dict, where: str) -> list[str]:
         held |= set(a["holds"]) | {f"contra:{x}" for x in a["contradicts"]}
         stated |= set(a["states"])
     if row["label"] == "correct" and held:
-        errs.append(f"{where}: labeled correct but annotated with a misconception/contradiction {sorted(held)}")
+        errs.append(
+            f"{where}: labeled correct but annotated with a misconception/contradiction {sorted(held)}"
+        )
     if row["label"] == "correct" and kps[0] not in stated:
         errs.append(f"{where}: labeled correct but no annotation states the core key point {kps[0]!r}")
     if row["label"] == "partial" and not stated:

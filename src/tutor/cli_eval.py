@@ -284,7 +284,8 @@ def calibrate(
     if output.is_dir():
         fail(f"--out {output} is a directory; pass a file path such as {output / 'calibration.json'}")
     _ensure_writable_dir(output.parent, f"--out {output}")  # before fitting: a judge fit takes long
-    grader = runner.make_grader(Thresholds(), cache_answers=True)
+    # Calibration fits the embedding grader's own cut-offs (the learned model has its own, from make train).
+    grader = runner.make_embedding_grader(Thresholds(), cache_answers=True)
     runner.prefetch(grader, res.rows, progress=progress)
     engine = _engine(judge) if judge is not None else None
     previous = output if output.exists() else calibration_path()

@@ -40,11 +40,17 @@ def make_grader(
     embeddings go through the disk cache too (fast reruns and batch prefetch); without it, latency is what
     a learner would see. `thresholds` sets the embedding grader's cut-offs, or the learned grader's judge
     settings (its own embedding settings come with the model)."""
-    inner = default_embedder()
-    embedder = CachedEmbedder(inner) if cache_answers else inner
     if (kind or grader_kind()) == "embedding":
-        return EmbeddingGrader(embedder=embedder, thresholds=thresholds)
-    return LearnedGrader(embedder=embedder, thresholds=thresholds)
+        return make_embedding_grader(thresholds, cache_answers)
+    inner = default_embedder()
+    return LearnedGrader(embedder=CachedEmbedder(inner) if cache_answers else inner, thresholds=thresholds)
+
+
+def make_embedding_grader(
+    thresholds: Thresholds | None = None, cache_answers: bool = False
+) -> EmbeddingGrader:
+    inner = default_embedder()
+    return EmbeddingGrader(embedder=CachedEmbedder(inner) if cache_answers else inner, thresholds=thresholds)
 
 
 def progress_bar(console: Console | None = None, enabled: bool = True) -> Progress:

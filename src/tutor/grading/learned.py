@@ -116,22 +116,31 @@ class LearnedModel:
     def decide(
         self, p: np.ndarray, wrong_number: bool = False, mis_number: bool = False
     ) -> tuple[float, Verdict]:
-        """Expected grade (incorrect 0, partial 0.5, correct 1) and the verdict its cut-offs give.
+        return decide(p, self.card.cut_partial, self.card.cut_correct, wrong_number, mis_number)
 
-        LABELING.md on numeric questions overrides the trees: a wrong final number is never correct, and
-        the number a known wrong reasoning leads to (30 TB from uint16 ids) is a wrong number from wrong
-        reasoning, so incorrect."""
-        cut_partial, cut_correct = self.card.cut_partial, self.card.cut_correct
-        score = float(p[1] * 0.5 + p[2])
-        if wrong_number and mis_number:
-            return min(score, cut_partial - 1e-3), "incorrect"
-        if wrong_number and score >= cut_correct:
-            score = cut_correct - 1e-3
-        if score >= cut_correct:
-            return score, "correct"
-        if score >= cut_partial:
-            return score, "partial"
-        return score, "incorrect"
+
+def decide(
+    p: np.ndarray,
+    cut_partial: float,
+    cut_correct: float,
+    wrong_number: bool = False,
+    mis_number: bool = False,
+) -> tuple[float, Verdict]:
+    """Expected grade (incorrect 0, partial 0.5, correct 1) and the verdict its cut-offs give.
+
+    LABELING.md on numeric questions overrides the trees: a wrong final number is never correct, and the
+    number a known wrong reasoning leads to (30 TB from uint16 ids) is a wrong number from wrong reasoning,
+    so incorrect."""
+    score = float(p[1] * 0.5 + p[2])
+    if wrong_number and mis_number:
+        return min(score, cut_partial - 1e-3), "incorrect"
+    if wrong_number and score >= cut_correct:
+        score = cut_correct - 1e-3
+    if score >= cut_correct:
+        return score, "correct"
+    if score >= cut_partial:
+        return score, "partial"
+    return score, "incorrect"
 
 
 def _first_line(e: Exception) -> str:

@@ -32,7 +32,7 @@ from tutor.models import VERDICTS, Question
 from tutor.rubric import QuestionBank, default_bank
 
 SEED = 20261130
-LABEL = {v: i for i, v in enumerate(VERDICTS)}
+LABEL: dict[str, int] = {v: i for i, v in enumerate(VERDICTS)}
 # Small on purpose: a few thousand rows, 2 CPU cores, and every point is scored by cross-validation.
 GRID: list[dict[str, Any]] = [
     {
@@ -112,6 +112,7 @@ class Featurized:
     groups: np.ndarray
     qids: np.ndarray
     emb_verdict: np.ndarray  # the embedding grader's own verdict, the baseline
+    guarded: np.ndarray  # rows the guards grade on their own (empty, off-topic...): the model never sees them
 
 
 def answer_vectors(rows: Sequence[LabeledRow], embedder: Embedder) -> np.ndarray:
@@ -131,7 +132,7 @@ def featurize(
 ) -> Featurized:
     """Features of labeled rows. Training rows never see exemplars by their own writer; test rows see the
     whole pool, exactly as the shipped grader does."""
-    xs, alone, verdicts = [], [], []
+    xs, alone, verdicts, guarded = [], [], [], []
     for r, v in zip(rows, vecs, strict=True):
         q = bank.get(r.question_id)
         g = grader.grade(q, r.answer)
@@ -142,6 +143,7 @@ def featurize(
         xs.append(feature_row(g, v, tg.reference, tg.question, numeric, merge(labeled, own)))
         alone.append(feature_row(g, v, tg.reference, tg.question, numeric, own))
         verdicts.append(LABEL[g.verdict])
+        guarded.append(not g.signals)
         tick()
     empty = np.zeros((0, len(FEATURES)), np.float32)
     return Featurized(
@@ -151,6 +153,7 @@ def featurize(
         groups=np.array([r.group for r in rows]),
         qids=np.array([r.question_id for r in rows]),
         emb_verdict=np.array(verdicts, dtype=np.int64),
+        guarded=np.array(guarded, dtype=bool),
     )
 
 
@@ -484,11 +487,8 @@ def evaluate(
     rules as grading (LearnedModel.decide)."""
     from sklearn.metrics import accuracy_score
 
-    from tutor.grading.learned import LearnedModel, ModelCard
+    from tutor.grading.learned import decide
 
-    decider = LearnedModel(
-        ModelCard.model_construct(cut_partial=cuts[0], cut_correct=cuts[1]), None, pool, Path(".")
-    )
     wrong, mis = FEATURES.index("numeric_wrong"), FEATURES.index("mis_number")
     out = {}
     for name, rows in ds.tests.items():
@@ -496,9 +496,10 @@ def evaluate(
             continue
         f = featurize(rows, bank, grader, answer_vectors(rows, emb), pool, exclude_own_group=False)
         probs = predict(f.x)
+        probs[f.guarded] = [1.0, 0.0, 0.0]  # as in grading: the guard's incorrect stands
         pred = np.array(
             [
-                LABEL[decider.decide(p, bool(x[wrong]), bool(x[mis]))[1]]
+                LABEL[decide(p, *cuts, bool(x[wrong]), bool(x[mis]))[1]]
                 for p, x in zip(probs, f.x, strict=True)
             ]
         )
@@ -567,6 +568,8 @@ def write_model_card_md(directory: Path) -> Path:
             f"- Test, {name} ({m['n']} answers): QWK {m['qwk']} (95% bootstrap CI {m['qwk_ci'][0]}-{m['qwk_ci'][1]}),"
             f" accuracy {m['accuracy']}; the embedding grader alone: {m['embedding_qwk']}."
         )
+    if t.get("note"):
+        lines.append(f"- Note: {t['note']}")
     lines += [
         "",
         "## Known limits",
