@@ -1,5 +1,5 @@
 """`tutor grade-batch`, local engine: error rows, duplicates, resuming after kill -9, streaming, summary,
---strict, and the judge path."""
+--strict, the judge path, and `tutor eval --graded`."""
 
 from __future__ import annotations
 
@@ -296,3 +296,27 @@ def test_judge_rows_are_fused_like_tutor_grade(tmp_path: Path, bank):
             call.update(latency_s=0, cached=False, requests=1)
         row["judge"]["latency_s"] = expected["judge"]["latency_s"] = 0
         assert {k: v for k, v in row.items() if k not in ("id", "label")} == expected
+
+
+def test_eval_scores_a_graded_file(tmp_path: Path):
+    lines = [x for x in GOLDEN.read_text().splitlines() if '"split": "test"' in x][:40]
+    src = write(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    assert runner.invoke(app, ["grade-batch", str(src), "--out", str(out)]).exit_code == 0
+    direct = json.loads(runner.invoke(app, ["eval", str(src), "--json", "--no-progress"]).stdout)
+    scored = json.loads(runner.invoke(app, ["eval", str(src), "--graded", str(out), "--json"]).stdout)
+    for key in ("n", "qwk", "accuracy", "macro_f1", "confusion", "verdict_counts", "per_group", "ci95"):
+        assert scored[key] == direct[key], key
+    assert scored["latency"]["graded_file"] == str(out)
+
+    # A row OUT has no grade for, or an error row, is reported and left out of the metrics.
+    kept = out.read_text().splitlines()
+    gone = json.loads(kept[0])["id"]
+    out.write_text("\n".join([json.dumps({"id": gone, "line": 1, "error": "boom"}), *kept[2:]]) + "\n")
+    res = runner.invoke(app, ["eval", str(src), "--graded", str(out), "--json"])
+    rep = json.loads(res.stdout)
+    assert rep["n"] == 38
+    assert any("not graded: boom" in i for i in rep["issues"])
+    assert any("has no grade in" in i for i in rep["issues"])
+    bad = runner.invoke(app, ["eval", str(src), "--graded", str(out), "--judge", "fake"])
+    assert bad.exit_code == 2 and "--graded scores grades already made" in bad.output
