@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: bench setup setup-judge study test test-fast lint typecheck check schema clean eval calibrate bench-external
+.PHONY: bench setup setup-judge setup-scale study test test-fast lint typecheck check schema clean eval calibrate bench-external
 
 # torch is installed first and pinned: 2.13.0 resolves to the CPU build here, anything newer pulls CUDA.
 $(BIN)/.installed: pyproject.toml
@@ -30,8 +30,16 @@ $(BIN)/.judge-installed: $(BIN)/.installed pyproject.toml
 setup-judge: $(BIN)/.judge-installed
 	$(BIN)/tutor judge setup
 
+# Ray Data for `tutor grade-batch --engine ray` (optional extra `scale`, ~40 s). `make test` installs it:
+# the Ray engine's test runs in CI.
+$(BIN)/.scale-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,scale]'
+	touch $@
+
+setup-scale: $(BIN)/.scale-installed
+
 # The real-model tests (marked slow) use the model `tutor judge setup` assembled under TUTOR_HOME.
-test: setup setup-judge
+test: setup setup-judge setup-scale
 	TUTOR_JUDGE_MODEL="$$($(BIN)/tutor judge path)" $(BIN)/pytest -q
 
 test-fast: setup
