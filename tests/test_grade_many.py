@@ -34,7 +34,9 @@ def _same(grader, items) -> None:
     together = [g.model_dump() for g in grader.grade_many(items)]
     assert len(together) == len(items)
     diff = [i for i, (a, b) in enumerate(zip(one_by_one, together, strict=True)) if a != b]
-    assert not diff, f"{len(diff)} grades differ, first at item {diff[0]}: {one_by_one[diff[0]]} != {together[diff[0]]}"
+    assert not diff, (
+        f"{len(diff)} grades differ, first at item {diff[0]}: {one_by_one[diff[0]]} != {together[diff[0]]}"
+    )
 
 
 def test_grade_many_equals_grade_on_special_cases(grader, bank):
