@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +24,7 @@ from pydantic import BaseModel
 from tutor.batch.outfile import OutFile
 from tutor.batch.rows import Item, Questions, Row, RowError, Scan, iter_rows, scan_ids
 from tutor.batch.scoring import Scorer, error_row, graded_row, make_judge
+from tutor.models import Grade
 from tutor.rubric import QuestionBank
 
 Engine = Literal["local", "ray"]
@@ -114,6 +117,12 @@ class _Dedup:
         return row
 
 
+# Batches graded at once. Two keep both cores busy: while one batch is in the encoder (onnxruntime, which
+# releases the GIL), the other is in the grader's Python steps (guards before, matching after), which would
+# otherwise leave a core idle. Memory holds at most this many batches.
+IN_FLIGHT = 2
+
+
 def run_local(
     rows: Iterable[Row],
     out: OutFile,
@@ -124,18 +133,33 @@ def run_local(
 ) -> Summary:
     """Grade `rows` a batch at a time, appending each batch to OUT in input order once it is graded."""
     dedup = _Dedup(out.resume.done)
-    for chunk in _batched(rows, batch_size):
-        summary.rows += len(chunk)
-        kept = [r for r in map(dedup, chunk) if r is not None]
-        summary.skipped += len(chunk) - len(kept)
-        items = [r for r in kept if isinstance(r, Item)]
-        grades = iter(scorer.grade(items))
-        lines = [graded_row(r, next(grades)) if isinstance(r, Item) else error_row(r) for r in kept]
-        out.append(lines)
-        summary.graded += len(items)
-        summary.errors += len(kept) - len(items)
+    queue: deque[tuple[int, list[Row], Future[list[Grade]]]] = deque()
+
+    def write_oldest() -> None:
+        n, kept, graded = queue.popleft()
+        grades = iter(graded.result())
+        out.append([graded_row(r, next(grades)) if isinstance(r, Item) else error_row(r) for r in kept])
+        n_items = sum(isinstance(r, Item) for r in kept)
+        summary.graded += n_items
+        summary.errors += len(kept) - n_items
         if progress is not None:
-            progress(len(chunk))
+            progress(n)
+
+    with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="tutor-batch") as pool:
+        try:
+            for chunk in _batched(rows, batch_size):
+                summary.rows += len(chunk)
+                kept = [r for r in map(dedup, chunk) if r is not None]
+                summary.skipped += len(chunk) - len(kept)
+                items = [r for r in kept if isinstance(r, Item)]
+                queue.append((len(chunk), kept, pool.submit(scorer.grade, items)))
+                if len(queue) >= IN_FLIGHT:
+                    write_oldest()
+            while queue:
+                write_oldest()
+        finally:
+            for _, _, graded in queue:  # interrupted: do not start batches that will never be written
+                graded.cancel()
     return summary
 
 
