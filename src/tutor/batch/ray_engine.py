@@ -29,9 +29,17 @@ from tutor.batch.engine import Prepared, Progress, Summary, _Dedup
 from tutor.batch.rows import Item, Questions, RowError, iter_rows, parse
 from tutor.batch.scoring import Scorer, error_row, graded_row, make_judge
 
-# Settings that decide how an actor grades, passed on from the driver's environment. TUTOR_HOME and the
-# paths only make sense on the same machine, so they go to a local cluster only.
-_ENV_ALWAYS = ("TUTOR_EMBEDDER", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# Settings that decide how an actor grades or where its judge is, passed on from the driver's environment.
+# TUTOR_HOME and the paths only make sense on the same machine, so they go to a local cluster only. Secrets
+# (OPENAI_API_KEY) are not shipped: a cluster's workers need them in their own environment.
+_ENV_ALWAYS = (
+    "TUTOR_EMBEDDER",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "OPENAI_BASE_URL",
+    "OLLAMA_HOST",
+    "TUTOR_JUDGE_CONCURRENCY",
+)
 _ENV_LOCAL = ("TUTOR_HOME", "TUTOR_MODELS", "TUTOR_RUBRICS", "TUTOR_JUDGE_MODEL")
 # pyarrow's JSON reader needs each row inside one block; answers are cut at 5,000 characters when graded,
 # but a row may carry more (a long answer, meta fields).
