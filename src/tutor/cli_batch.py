@@ -47,7 +47,7 @@ def _progress_bar(enabled: bool) -> Progress:
 
 @app.command("grade-batch")
 def grade_batch(
-    input_file: Annotated[
+    in_file: Annotated[
         Path,
         typer.Argument(
             metavar="IN",
@@ -71,7 +71,9 @@ def grade_batch(
     ] = None,
     engine: Annotated[
         str,
-        typer.Option(help=f"Where to grade: {' or '.join(ENGINES)} (Ray Data, pip install 'tutor[scale]')."),
+        typer.Option(
+            help=f"Where to grade: {' or '.join(ENGINES)} (Ray Data, pip install 'tutor\\[scale]')."
+        ),
     ] = "local",
     batch_size: Annotated[
         int, typer.Option(min=1, help="Answers per batch: embedded together, written together.")
@@ -99,11 +101,11 @@ def grade_batch(
 
     if engine not in ENGINES:
         fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if input_file.is_dir():
-        fail(f"{input_file}: is a directory; pass a JSONL file")
-    if not input_file.is_file():
-        fail(f"{input_file}: no such file")
-    if output.exists() and output.resolve() == input_file.resolve():
+    if in_file.is_dir():
+        fail(f"{in_file}: is a directory; pass a JSONL file")
+    if not in_file.is_file():
+        fail(f"{in_file}: no such file")
+    if output.exists() and output.resolve() == in_file.resolve():
         fail("--out must not be the input file")
     if output.is_dir():
         fail(f"--out {output} is a directory; pass a file path such as {output / 'graded.jsonl'}")
@@ -136,14 +138,14 @@ def grade_batch(
             err.print(f"OUT: {info['dropped_errors']:,} error rows from the last run are checked again")
         if info["foreign"]:
             err.print(
-                f"[yellow]warning:[/] OUT holds {info['foreign']:,} graded ids that are not in {escape(str(input_file))}"
+                f"[yellow]warning:[/] OUT holds {info['foreign']:,} graded ids that are not in {escape(str(in_file))}"
             )
         bar.update(task, total=info["pending"])
         bar.start()
 
     try:
         summary = grade_file(
-            input_file,
+            in_file,
             output,
             bank=bank,
             engine=engine,  # type: ignore[arg-type]  # checked against ENGINES above
