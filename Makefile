@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: train eval-writers bench bench-web browser setup setup-judge study web test test-fast lint typecheck check schema clean eval calibrate bench-external
+.PHONY: train eval-writers bench bench-web browser setup setup-judge setup-scale study web test test-fast lint typecheck check schema clean eval calibrate bench-external
 
 # torch is installed first and pinned: 2.13.0 resolves to the CPU build here, anything newer pulls CUDA.
 $(BIN)/.installed: pyproject.toml
@@ -42,8 +42,16 @@ $(BIN)/.judge-installed: $(BIN)/.installed pyproject.toml
 setup-judge: $(BIN)/.judge-installed
 	$(BIN)/tutor judge setup
 
+# Ray Data for `tutor grade-batch --engine ray` (optional extra `scale`, ~40 s). `make test` installs it:
+# the Ray engine's test runs in CI.
+$(BIN)/.scale-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,scale]'
+	touch $@
+
+setup-scale: $(BIN)/.scale-installed
+
 # The real-model tests (marked slow) use the model `tutor judge setup` assembled under TUTOR_HOME.
-test: setup setup-judge browser
+test: setup setup-judge setup-scale browser
 	TUTOR_JUDGE_MODEL="$$($(BIN)/tutor judge path)" $(BIN)/pytest -q
 
 test-fast: setup

@@ -192,6 +192,7 @@ def models_build(
     out.print(f"build info: {build_info_path()}")
 
 
+import tutor.cli_batch  # noqa: E402  (registers grade-batch)
 import tutor.cli_eval  # noqa: E402  (registers eval, calibrate)
 import tutor.cli_judge  # noqa: E402  (registers judge setup, judge serve)
 import tutor.cli_study  # noqa: E402  (registers study, progress, history, flags)

@@ -14,6 +14,7 @@ from rich.table import Table
 from tutor.cli import app, err, fail, out
 from tutor.evals.dataset import (
     PRESETS,
+    LoadIssue,
     LoadResult,
     Preset,
     load_files,
@@ -67,16 +68,20 @@ def _load(files: list[Path], preset: str | None, label_map: str | None, split: s
         )
         bank = None
     res = load_files(files, bank, chosen, mapping, split)
-    if res.issues:
-        err.print(f"[yellow]warning:[/] skipped {len(res.issues)} row(s) that could not be used:")
-        for issue in res.issues[:20]:
-            err.print(f"  {escape(str(issue))}")
-        if len(res.issues) > 20:
-            err.print(f"  … and {len(res.issues) - 20} more (all are listed in --report/--json output)")
+    _warn_issues(res.issues)
     if not res.rows:
         where = f" in split {split!r}" if split else ""
         fail(f"no usable rows{where} in {', '.join(map(str, files))}")
     return res
+
+
+def _warn_issues(issues: list[LoadIssue]) -> None:
+    if issues:
+        err.print(f"[yellow]warning:[/] skipped {len(issues)} row(s) that could not be used:")
+        for issue in issues[:20]:
+            err.print(f"  {escape(str(issue))}")
+        if len(issues) > 20:
+            err.print(f"  … and {len(issues) - 20} more (all are listed in --report/--json output)")
 
 
 def _ensure_writable_dir(d: Path, option: str) -> None:
@@ -136,6 +141,13 @@ def eval_cmd(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    graded: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="OUT",
+            help="Score the grades in this `tutor grade-batch` output (matched by id) instead of grading.",
+        ),
+    ] = None,
     grader_name: Annotated[
         str | None,
         typer.Option(
@@ -150,6 +162,11 @@ def eval_cmd(
         fail(f"--grader {grader_name!r}: use one of {', '.join(GRADERS)}")
     if sample is not None and sample <= 0:
         fail(f"--sample must be a positive number of rows, not {sample}")
+    if graded is not None:
+        if judge is not None or thresholds is not None or cache:
+            fail("--graded scores grades already made; --judge, --thresholds and --cache apply to grading")
+        if not graded.is_file():
+            fail(f"--graded {graded}: no such file")
     if report is not None:
         _ensure_writable_dir(report, "--report")
     res = _load(files, preset, label_map, split)
@@ -163,20 +180,33 @@ def eval_cmd(
 
     if thresholds is not None and not thresholds.is_file():
         fail(f"--thresholds {thresholds}: no such file")
-    batch = cache or len(res.rows) > runner.BATCH_EMBED_ABOVE
     try:
         t = load_thresholds(thresholds)
-        grader = runner.make_grader(t, cache_answers=batch, kind=grader_name)
     except GraderUnavailable as e:
         fail(str(e))
-    if batch:
-        runner.prefetch(grader, res.rows, progress=progress)
-    results, wall = runner.run(res.rows, _grade_fn(judge, grader), progress=progress)
+    if graded is not None:
+        results, missing = runner.from_graded(res.rows, graded)
+        _warn_issues(missing)
+        res.issues += missing
+        if not results:
+            fail(f"--graded {graded}: no row of {', '.join(map(str, files))} has a grade there")
+        wall, batch = 0.0, False
+    else:
+        batch = cache or len(res.rows) > runner.BATCH_EMBED_ABOVE
+        try:
+            grader = runner.make_grader(t, cache_answers=batch, kind=grader_name)
+        except GraderUnavailable as e:
+            fail(str(e))
+        if batch:
+            runner.prefetch(grader, res.rows, progress=progress)
+        results, wall = runner.run(res.rows, _grade_fn(judge, grader), progress=progress)
     rep = runner.build_report(results, wall, embeddings_cached=batch)
+    if graded is not None:  # graded elsewhere: no latency to report
+        rep["latency"] = {"p50_ms": None, "p95_ms": None, "answers_per_s": None, "graded_file": str(graded)}
     rep["files"] = [str(f) for f in files]
     rep["split"] = split
     rep["sample"] = {"n": len(res.rows), "of": n_loaded, "seed": seed} if sample is not None else None
-    rep["grader"] = grader.name
+    rep["grader"] = f"graded file {graded}" if graded is not None else grader.name
     rep["thresholds_version"] = t.version
     rep["thresholds"] = t.model_dump()
     rep["issues"] = [str(i) for i in res.issues]

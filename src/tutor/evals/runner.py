@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tutor import text as T
 from tutor.embed import CachedEmbedder, default_embedder
 from tutor.evals import metrics as M
-from tutor.evals.dataset import ORDINAL, EvalRow
+from tutor.evals.dataset import ORDINAL, EvalRow, LoadIssue
 from tutor.grader import EmbeddingGrader, Thresholds, grader_kind
 from tutor.grading.learned import LearnedGrader
 from tutor.models import Grade, Question
@@ -118,6 +120,51 @@ def run(rows: Sequence[EvalRow], grade_fn: GradeFn, progress: bool = True) -> tu
             results.append(EvalResult(r, g, time.perf_counter() - s))
             bar.advance(task)
     return results, time.perf_counter() - t0
+
+
+def from_graded(rows: Sequence[EvalRow], path: Path) -> tuple[list[EvalResult], list[LoadIssue]]:
+    """Results from a `tutor grade-batch` OUT file instead of grading: each row takes the grade OUT holds
+    for its id (a large eval is graded once, in parallel, then scored as often as needed). Rows without a
+    grade in OUT, error rows and grades made for another question are reported, never scored. Latency is
+    not known here (0)."""
+    wanted = {r.id: r for r in rows}
+    found: dict[str, Grade] = {}
+    issues: list[LoadIssue] = []
+    seen: set[str] = set()  # ids OUT has a row for (graded, or reported above)
+    with path.open("rb") as f:
+        for n, line in enumerate(f, start=1):
+            where = f"{path}:{n}"
+            if not line.endswith(b"\n"):
+                issues.append(LoadIssue(where, "cut-short last line (an interrupted run) ignored"))
+                continue
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                issues.append(LoadIssue(where, "not a JSON row"))
+                continue
+            key = str(obj.get("id")) if isinstance(obj, dict) else None
+            if key not in wanted:
+                continue
+            row = wanted[key]
+            seen.add(key)
+            if "error" in obj:
+                issues.append(LoadIssue(row.source, f"not graded: {obj['error']} ({where})"))
+                continue
+            try:
+                grade = Grade.model_validate({k: v for k, v in obj.items() if k not in ("id", "label")})
+            except ValueError as e:
+                issues.append(LoadIssue(where, f"not a grade row ({str(e).splitlines()[0]})"))
+                continue
+            if grade.question_id != row.question.id:
+                issues.append(
+                    LoadIssue(where, f"graded for question {grade.question_id!r}, not {row.question.id!r}")
+                )
+                continue
+            found[key] = grade
+    for r in rows:
+        if r.id not in seen:
+            issues.append(LoadIssue(r.source, f"id {r.id!r} has no grade in {path}"))
+    return [EvalResult(r, found[r.id], 0.0) for r in rows if r.id in found], issues
 
 
 def _disagreements(results: Sequence[EvalResult], k: int = 10) -> list[dict[str, Any]]:

@@ -181,7 +181,7 @@ class LearnedGrader:
 
     def grade_many(self, items: Sequence[tuple[Question, str]]) -> list[Grade]:
         """Grade several answers; the whole-answer embeddings and the model run in one batch each."""
-        bases = [self.embedding.grade(q, a) for q, a in items]
+        bases = self.embedding.grade_many(items)
         todo = [i for i, g in enumerate(bases) if g.signals]  # guard grades (empty, off-topic...) stand
         if not todo:
             return [b.model_copy(update={"grader": self.name}) for b in bases]
