@@ -11,7 +11,7 @@ from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
 from tutor.evals import metrics as M
-from tutor.evals.calibrate import apply_cutoffs, fit, fit_cutoffs, write_calibration
+from tutor.evals.calibrate import apply_cutoffs, decision_scores, fit, fit_cutoffs, write_calibration
 from tutor.evals.dataset import PRESETS, external_question, load_file, parse_label_map
 from tutor.grader import Thresholds, load_thresholds
 from tutor.models import Grade
@@ -264,6 +264,54 @@ def test_calibrate_writes_a_file_load_thresholds_reads(tmp_path: Path, bank) -> 
     assert loaded.version.startswith("calib-") and loaded.partial == t.partial and loaded.correct == t.correct
     doc = json.loads(out.read_text())
     assert doc["fit"]["split"] == "train" and doc["fit"]["n"] == 6 and "created" in doc
+
+
+class RoundingStubGrader(StubGrader):
+    """Like the embedding grader: the verdict is decided on the unrounded score, the score is rounded to 3
+    decimals for output."""
+
+    def grade(self, question, answer: str) -> Grade:
+        g = super().grade(question, answer)
+        return g.model_copy(update={"score": round(g.score, 3)})
+
+
+def test_calibration_fits_what_the_grader_compares_not_the_rounded_score(tmp_path: Path, bank) -> None:
+    # 0.6996 and 0.7004 both print as 0.700: on the rounded scores no cut-off separates the partial answer
+    # from the three correct ones, but the grader, which compares unrounded scores, separates them at 0.70.
+    answers = [("0.1", "incorrect"), ("0.2", "incorrect"), ("0.45", "partial"), ("0.6996", "partial")]
+    answers += [("0.7004", "correct")] * 3 + [("0.9", "correct")]
+    rows = [
+        {"id": str(i), "question_id": "ch11-1", "answer": a, "label": lab, "split": "train"}
+        for i, (a, lab) in enumerate(answers)
+    ]
+    res = load_file(write_jsonl(tmp_path / "g.jsonl", rows), bank, split="train")
+    grader = RoundingStubGrader()
+    grades = [grader.grade(r.question, r.answer) for r in res.rows]
+    assert [g.score for g in grades][3:5] == [0.7, 0.7]
+    s = decision_scores(grader, res.rows, grades)  # type: ignore[arg-type]
+    assert s[3] < 0.7 <= s[4] and s[3] > 0.699  # moved just below the cut-off, not further
+    assert list(s[[0, 1, 2, 7]]) == [0.1, 0.2, 0.45, 0.9] and grader.t == Thresholds()  # t restored
+    t, info = fit(res.rows, grader)  # type: ignore[arg-type]
+    assert t.correct == pytest.approx(0.70)
+    # The QWK the fit reports is the QWK the grader gets with the fitted cut-offs on the same rows.
+    assert info["fitted_qwk"] == info["train_after"]["qwk"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_calibration_qwk_is_the_graders_on_the_golden_train_split(bank) -> None:
+    """The real grader at the grid point where the rounded-score fit reported QWK 0.638 and the grader then
+    got 0.635 on the same 400 train answers (calibration calib-20261128-96de16ac)."""
+    from tutor.evals import runner
+    from tutor.evals.dataset import load_files
+
+    rows = load_files(
+        [Path(__file__).resolve().parent.parent / "evals" / "golden.jsonl"], bank, split="train"
+    )
+    grader = runner.make_grader(Thresholds(), cache_answers=True, kind="embedding")
+    runner.prefetch(grader, rows.rows, progress=False)
+    _, info = fit(rows.rows, grader, base=Thresholds(cover_full=0.62, cover_min=0.35, reference_weight=0.15))
+    assert info["fitted_qwk"] == info["train_after"]["qwk"]
+    assert info["train_after"]["n"] == 400
 
 
 # ---------------------------------------------------------------- CLI
