@@ -196,7 +196,13 @@ def test_grader_handles_external_question(grader) -> None:
     good = grader.grade(q, "We let the water evaporate and the salt stayed behind.")
     bad = grader.grade(q, "We used a magnet to pull it out.")
     assert good.score > bad.score
-    assert good.misconceptions == [] or all(m.id.startswith("contradicts") for m in good.misconceptions)
+    # An external question has no misconceptions of its own: a paraphrase covers the reference key point
+    # and is held against nothing; a negation of it is reported as contradicting that key point.
+    assert [c.id for c in good.covered] == ["ref"] and good.misconceptions == [] and good.missed == []
+    negated = grader.grade(q, "The water was not evaporated, so no salt was left behind.")
+    assert [m.id for m in negated.misconceptions] == ["contradicts:ref"]
+    assert [(m.id, m.reason) for m in negated.missed] == [("ref", "contradicted")]
+    assert negated.score < good.score
 
 
 @pytest.mark.benchmarks
@@ -440,9 +446,66 @@ def test_calibrate_with_a_judge_fits_weight_and_inconsistency_rule(tmp_path: Pat
     assert {(p["judge_inconsistent"], p["judge_weight"]) for p in fit_info["judge_tried"]} == {
         (rule, w) for rule in ("conservative", "embedding") for w in (0.2, 0.4, 0.6, 0.8, 1.0)
     }
-    assert load_thresholds(out).judge_inconsistent in ("conservative", "embedding")
+    # what was written is the best setting tried (QWK, then Spearman; the first one on a tie)
+    best = max(fit_info["judge_tried"], key=lambda p: (p["qwk"], p["spearman"]))
+    written = load_thresholds(out)
+    assert (written.judge_inconsistent, written.judge_weight) == (
+        best["judge_inconsistent"],
+        best["judge_weight"],
+    )
     bad = CliRunner().invoke(app, [*args, "--judge-sample", "0"])
     assert bad.exit_code == 2 and "--judge-sample must be a positive" in bad.output
+
+
+class VerdictStub:
+    """An embedding grade chosen by the answer text ("correct:0.9"), so fusion's inputs are known exactly."""
+
+    name = "embedding:stub"
+
+    def __init__(self) -> None:
+        self.t = Thresholds()
+
+    def grade(self, question, answer: str) -> Grade:
+        verdict, score = answer.split(":")
+        return Grade(
+            question_id=question.id, score=float(score), verdict=verdict, feedback="", grader=self.name
+        )
+
+
+@pytest.mark.parametrize(
+    ("gold_for_embedding_correct", "rule"),
+    [
+        # The judge (partial in order A, correct in order B) always contradicts itself. Where the embedding
+        # grade is right, the conservative rule drags correct answers down to partial: the judge must abstain.
+        ("correct", "embedding"),
+        # Where the embedding grader over-grades (its "correct" answers are labeled partial), the conservative
+        # rule's min(embedding, judge) is right and abstaining is not.
+        ("partial", "conservative"),
+    ],
+)
+def test_judge_fit_picks_the_inconsistency_rule_the_labels_support(
+    tmp_path: Path, bank, gold_for_embedding_correct: str, rule: str
+) -> None:
+    from tutor.evals.calibrate import fit_judge_weight
+    from tutor.judge.engine import JudgeEngine
+    from tutor.judge.fake import FakeJudge
+
+    graded = [("correct:0.9", gold_for_embedding_correct)] * 3 + [("partial:0.5", "partial")] * 2
+    graded += [("incorrect:0.1", "incorrect")] * 3
+    f = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"id": str(i), "question_id": "ch13-1", "answer": a, "label": lab, "split": "train"}
+            for i, (a, lab) in enumerate(graded)
+        ],
+    )
+    rows = load_file(f, bank).rows
+    engine = JudgeEngine(FakeJudge("partial", bias="first"), cache=False)
+    t, info = fit_judge_weight(rows, VerdictStub(), engine, Thresholds())  # type: ignore[arg-type]
+    assert t.judge_inconsistent == rule
+    by_rule = {p["judge_inconsistent"]: p["qwk"] for p in info["judge_tried"]}
+    other = "conservative" if rule == "embedding" else "embedding"
+    assert by_rule[rule] == 1.0 and by_rule[other] < 1.0
 
 
 def test_calibrate_without_a_judge_keeps_the_previous_judge_fit(tmp_path: Path) -> None:
