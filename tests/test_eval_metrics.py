@@ -397,6 +397,53 @@ def test_tutor_eval_with_fake_judge_reports_judge_metrics(tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "unknown judge" in bad.output
 
 
+def test_eval_says_when_judge_latency_comes_from_the_reply_cache(tmp_path: Path, tutor_home: Path) -> None:
+    from tutor.cli import app
+
+    rows = [
+        {
+            "id": "1",
+            "question_id": "ch11-1",
+            "answer": "Scale parameters and tokens together.",
+            "label": "partial",
+        },
+        {
+            "id": "2",
+            "question_id": "ch11-1",
+            "answer": "Make the model as big as possible.",
+            "label": "incorrect",
+        },
+    ]
+    f = write_jsonl(tmp_path / "j.jsonl", rows)
+    args = ["eval", str(f), "--json", "--no-progress", "--judge", "fake:partial"]
+    first = json.loads(CliRunner().invoke(app, args).stdout)["judge"]  # a fresh TUTOR_HOME: empty cache
+    assert (first["calls"], first["cached_calls"], first["latency_source"]) == (4, 0, "model")
+    assert first["latency_uncached"] == first["latency"]
+
+    report = tmp_path / "report"
+    again = CliRunner().invoke(app, [*args, "--report", str(report)])
+    second = json.loads(again.stdout)["judge"]
+    assert (second["cached_calls"], second["latency_source"], second["latency_uncached"]) == (
+        4,
+        "reply cache",
+        None,
+    )
+    assert "cache reads, not the judge's speed" in second["latency_note"]
+    md = (report / "report.md").read_text()
+    assert "Latency source: reply cache." in md
+    assert "4 of 4 judge calls were read from its reply cache, so this is not the judge's speed" in md
+    table = CliRunner().invoke(app, [a for a in args if a != "--json"])
+    assert (
+        "judge latency: every one of the 2 judged answers was read from the judge's reply cache"
+        in table.output
+    )
+
+    f3 = write_jsonl(tmp_path / "j3.jsonl", [*rows, {**rows[0], "id": "3", "answer": "Something new."}])
+    third = json.loads(CliRunner().invoke(app, [*args[:1], str(f3), *args[2:]]).stdout)["judge"]
+    assert (third["cached_calls"], third["latency_source"]) == (4, "mixed")
+    assert third["latency_uncached"] is not None and "2 of 3 judged answers" in third["latency_note"]
+
+
 def test_stratified_sample_keeps_the_label_mix_and_is_reproducible(tmp_path: Path, bank) -> None:
     from tutor.evals.dataset import load_file, stratified_sample
 
