@@ -66,7 +66,7 @@ def test_every_command_names_an_impossible_tutor_home(
 def test_commands_that_do_not_use_the_data_dir_still_work(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TUTOR_HOME", str(tmp_path / "a-file" / "home"))
     (tmp_path / "a-file").write_text("")
-    for args in (["questions", "--chapter", "13"], ["validate"], ["schema"]):
+    for args in (["questions", "--chapter", "13"], ["validate"], ["schema"], ["grade", "--help"]):
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 0, res.output
 

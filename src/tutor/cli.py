@@ -20,6 +20,11 @@ class TutorGroup(TyperGroup):
     environment, not a bug: whichever command meets it ends with a one-line error naming the variable and
     the path (exit 2), never a traceback."""
 
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta["tutor.help_only"] = "--help" in rest  # help needs no data dir
+        return name, cmd, rest
+
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         from tutor.paths import DataDirError
 
@@ -50,7 +55,7 @@ NO_DATA_DIR = frozenset({"questions", "schema", "validate", "models"})
 @app.callback()
 def _check_data_dir(ctx: typer.Context) -> None:
     """A free-response tutor for LLM training, fine-tuning and alignment."""
-    if ctx.invoked_subcommand not in NO_DATA_DIR:
+    if ctx.invoked_subcommand not in NO_DATA_DIR and not ctx.meta.get("tutor.help_only"):
         from tutor.paths import tutor_home
 
         tutor_home()  # DataDirError -> TutorGroup's one-line error, before any work is done
