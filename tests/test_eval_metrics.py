@@ -11,7 +11,7 @@ from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
 from tutor.evals import metrics as M
-from tutor.evals.calibrate import apply_cutoffs, fit, fit_cutoffs, write_calibration
+from tutor.evals.calibrate import apply_cutoffs, decision_scores, fit, fit_cutoffs, write_calibration
 from tutor.evals.dataset import PRESETS, external_question, load_file, parse_label_map
 from tutor.grader import Thresholds, load_thresholds
 from tutor.models import Grade
@@ -196,7 +196,13 @@ def test_grader_handles_external_question(grader) -> None:
     good = grader.grade(q, "We let the water evaporate and the salt stayed behind.")
     bad = grader.grade(q, "We used a magnet to pull it out.")
     assert good.score > bad.score
-    assert good.misconceptions == [] or all(m.id.startswith("contradicts") for m in good.misconceptions)
+    # An external question has no misconceptions of its own: a paraphrase covers the reference key point
+    # and is held against nothing; a negation of it is reported as contradicting that key point.
+    assert [c.id for c in good.covered] == ["ref"] and good.misconceptions == [] and good.missed == []
+    negated = grader.grade(q, "The water was not evaporated, so no salt was left behind.")
+    assert [m.id for m in negated.misconceptions] == ["contradicts:ref"]
+    assert [(m.id, m.reason) for m in negated.missed] == [("ref", "contradicted")]
+    assert negated.score < good.score
 
 
 @pytest.mark.benchmarks
@@ -264,6 +270,54 @@ def test_calibrate_writes_a_file_load_thresholds_reads(tmp_path: Path, bank) -> 
     assert loaded.version.startswith("calib-") and loaded.partial == t.partial and loaded.correct == t.correct
     doc = json.loads(out.read_text())
     assert doc["fit"]["split"] == "train" and doc["fit"]["n"] == 6 and "created" in doc
+
+
+class RoundingStubGrader(StubGrader):
+    """Like the embedding grader: the verdict is decided on the unrounded score, the score is rounded to 3
+    decimals for output."""
+
+    def grade(self, question, answer: str) -> Grade:
+        g = super().grade(question, answer)
+        return g.model_copy(update={"score": round(g.score, 3)})
+
+
+def test_calibration_fits_what_the_grader_compares_not_the_rounded_score(tmp_path: Path, bank) -> None:
+    # 0.6996 and 0.7004 both print as 0.700: on the rounded scores no cut-off separates the partial answer
+    # from the three correct ones, but the grader, which compares unrounded scores, separates them at 0.70.
+    answers = [("0.1", "incorrect"), ("0.2", "incorrect"), ("0.45", "partial"), ("0.6996", "partial")]
+    answers += [("0.7004", "correct")] * 3 + [("0.9", "correct")]
+    rows = [
+        {"id": str(i), "question_id": "ch11-1", "answer": a, "label": lab, "split": "train"}
+        for i, (a, lab) in enumerate(answers)
+    ]
+    res = load_file(write_jsonl(tmp_path / "g.jsonl", rows), bank, split="train")
+    grader = RoundingStubGrader()
+    grades = [grader.grade(r.question, r.answer) for r in res.rows]
+    assert [g.score for g in grades][3:5] == [0.7, 0.7]
+    s = decision_scores(grader, res.rows, grades)  # type: ignore[arg-type]
+    assert s[3] < 0.7 <= s[4] and s[3] > 0.699  # moved just below the cut-off, not further
+    assert list(s[[0, 1, 2, 7]]) == [0.1, 0.2, 0.45, 0.9] and grader.t == Thresholds()  # t restored
+    t, info = fit(res.rows, grader)  # type: ignore[arg-type]
+    assert t.correct == pytest.approx(0.70)
+    # The QWK the fit reports is the QWK the grader gets with the fitted cut-offs on the same rows.
+    assert info["fitted_qwk"] == info["train_after"]["qwk"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_calibration_qwk_is_the_graders_on_the_golden_train_split(bank) -> None:
+    """The real grader at the grid point where the rounded-score fit reported QWK 0.638 and the grader then
+    got 0.635 on the same 400 train answers (calibration calib-20261128-96de16ac)."""
+    from tutor.evals import runner
+    from tutor.evals.dataset import load_files
+
+    rows = load_files(
+        [Path(__file__).resolve().parent.parent / "evals" / "golden.jsonl"], bank, split="train"
+    )
+    grader = runner.make_grader(Thresholds(), cache_answers=True, kind="embedding")
+    runner.prefetch(grader, rows.rows, progress=False)
+    _, info = fit(rows.rows, grader, base=Thresholds(cover_full=0.62, cover_min=0.35, reference_weight=0.15))
+    assert info["fitted_qwk"] == info["train_after"]["qwk"]
+    assert info["train_after"]["n"] == 400
 
 
 # ---------------------------------------------------------------- CLI
@@ -343,6 +397,53 @@ def test_tutor_eval_with_fake_judge_reports_judge_metrics(tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "unknown judge" in bad.output
 
 
+def test_eval_says_when_judge_latency_comes_from_the_reply_cache(tmp_path: Path, tutor_home: Path) -> None:
+    from tutor.cli import app
+
+    rows = [
+        {
+            "id": "1",
+            "question_id": "ch11-1",
+            "answer": "Scale parameters and tokens together.",
+            "label": "partial",
+        },
+        {
+            "id": "2",
+            "question_id": "ch11-1",
+            "answer": "Make the model as big as possible.",
+            "label": "incorrect",
+        },
+    ]
+    f = write_jsonl(tmp_path / "j.jsonl", rows)
+    args = ["eval", str(f), "--json", "--no-progress", "--judge", "fake:partial"]
+    first = json.loads(CliRunner().invoke(app, args).stdout)["judge"]  # a fresh TUTOR_HOME: empty cache
+    assert (first["calls"], first["cached_calls"], first["latency_source"]) == (4, 0, "model")
+    assert first["latency_uncached"] == first["latency"]
+
+    report = tmp_path / "report"
+    again = CliRunner().invoke(app, [*args, "--report", str(report)])
+    second = json.loads(again.stdout)["judge"]
+    assert (second["cached_calls"], second["latency_source"], second["latency_uncached"]) == (
+        4,
+        "reply cache",
+        None,
+    )
+    assert "cache reads, not the judge's speed" in second["latency_note"]
+    md = (report / "report.md").read_text()
+    assert "Latency source: reply cache." in md
+    assert "4 of 4 judge calls were read from its reply cache, so this is not the judge's speed" in md
+    table = CliRunner().invoke(app, [a for a in args if a != "--json"])
+    assert (
+        "judge latency: every one of the 2 judged answers was read from the judge's reply cache"
+        in table.output
+    )
+
+    f3 = write_jsonl(tmp_path / "j3.jsonl", [*rows, {**rows[0], "id": "3", "answer": "Something new."}])
+    third = json.loads(CliRunner().invoke(app, [*args[:1], str(f3), *args[2:]]).stdout)["judge"]
+    assert (third["cached_calls"], third["latency_source"]) == (4, "mixed")
+    assert third["latency_uncached"] is not None and "2 of 3 judged answers" in third["latency_note"]
+
+
 def test_stratified_sample_keeps_the_label_mix_and_is_reproducible(tmp_path: Path, bank) -> None:
     from tutor.evals.dataset import load_file, stratified_sample
 
@@ -392,9 +493,66 @@ def test_calibrate_with_a_judge_fits_weight_and_inconsistency_rule(tmp_path: Pat
     assert {(p["judge_inconsistent"], p["judge_weight"]) for p in fit_info["judge_tried"]} == {
         (rule, w) for rule in ("conservative", "embedding") for w in (0.2, 0.4, 0.6, 0.8, 1.0)
     }
-    assert load_thresholds(out).judge_inconsistent in ("conservative", "embedding")
+    # what was written is the best setting tried (QWK, then Spearman; the first one on a tie)
+    best = max(fit_info["judge_tried"], key=lambda p: (p["qwk"], p["spearman"]))
+    written = load_thresholds(out)
+    assert (written.judge_inconsistent, written.judge_weight) == (
+        best["judge_inconsistent"],
+        best["judge_weight"],
+    )
     bad = CliRunner().invoke(app, [*args, "--judge-sample", "0"])
     assert bad.exit_code == 2 and "--judge-sample must be a positive" in bad.output
+
+
+class VerdictStub:
+    """An embedding grade chosen by the answer text ("correct:0.9"), so fusion's inputs are known exactly."""
+
+    name = "embedding:stub"
+
+    def __init__(self) -> None:
+        self.t = Thresholds()
+
+    def grade(self, question, answer: str) -> Grade:
+        verdict, score = answer.split(":")
+        return Grade(
+            question_id=question.id, score=float(score), verdict=verdict, feedback="", grader=self.name
+        )
+
+
+@pytest.mark.parametrize(
+    ("gold_for_embedding_correct", "rule"),
+    [
+        # The judge (partial in order A, correct in order B) always contradicts itself. Where the embedding
+        # grade is right, the conservative rule drags correct answers down to partial: the judge must abstain.
+        ("correct", "embedding"),
+        # Where the embedding grader over-grades (its "correct" answers are labeled partial), the conservative
+        # rule's min(embedding, judge) is right and abstaining is not.
+        ("partial", "conservative"),
+    ],
+)
+def test_judge_fit_picks_the_inconsistency_rule_the_labels_support(
+    tmp_path: Path, bank, gold_for_embedding_correct: str, rule: str
+) -> None:
+    from tutor.evals.calibrate import fit_judge_weight
+    from tutor.judge.engine import JudgeEngine
+    from tutor.judge.fake import FakeJudge
+
+    graded = [("correct:0.9", gold_for_embedding_correct)] * 3 + [("partial:0.5", "partial")] * 2
+    graded += [("incorrect:0.1", "incorrect")] * 3
+    f = write_jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"id": str(i), "question_id": "ch13-1", "answer": a, "label": lab, "split": "train"}
+            for i, (a, lab) in enumerate(graded)
+        ],
+    )
+    rows = load_file(f, bank).rows
+    engine = JudgeEngine(FakeJudge("partial", bias="first"), cache=False)
+    t, info = fit_judge_weight(rows, VerdictStub(), engine, Thresholds())  # type: ignore[arg-type]
+    assert t.judge_inconsistent == rule
+    by_rule = {p["judge_inconsistent"]: p["qwk"] for p in info["judge_tried"]}
+    other = "conservative" if rule == "embedding" else "embedding"
+    assert by_rule[rule] == 1.0 and by_rule[other] < 1.0
 
 
 def test_calibrate_without_a_judge_keeps_the_previous_judge_fit(tmp_path: Path) -> None:

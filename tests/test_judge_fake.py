@@ -16,7 +16,14 @@ from tutor.judge.cache import JudgeCache
 from tutor.judge.engine import JudgeEngine, parse_reply
 from tutor.judge.fake import FakeJudge, answer_shown_first
 from tutor.judge.fuse import grade_with_judge
-from tutor.judge.prompts import ANSWER_CLOSE, ANSWER_OPEN, JudgePrompts, PromptError, PromptTemplate
+from tutor.judge.prompts import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    JudgePrompts,
+    PromptError,
+    PromptTemplate,
+    reply_schema,
+)
 from tutor.models import Grade, MissedPoint, Question, Verdict
 
 GOOD = (
@@ -102,6 +109,32 @@ def test_swap_really_reverses_what_the_judge_sees(q, engine_for):
     assert reqs["A"].messages[0] == reqs["B"].messages[0]  # same system prompt
 
 
+def test_order_b_reply_schema_lists_the_ids_in_reverse(q, engine_for):
+    """The reply schema follows the prompt's order: a model filling it in order meets the ids in the order
+    it read them, so order B (answer first, lists reversed) gets its schema reversed too."""
+    judge = FakeJudge("correct")
+    grade_with_judge(q, GOOD, engine_for(judge), StubGrader())
+    reqs = by_order(judge)
+    kp_ids = [k.id for k in q.key_points]
+    mis_ids = [m.id for m in q.misconceptions]
+    assert len(kp_ids) > 1 and len(mis_ids) > 1  # otherwise reversing would change nothing
+    for order, step in (("A", 1), ("B", -1)):
+        schema = reqs[order].schema
+        assert schema == reply_schema(q, order)
+        for field, ids in (("misconceptions_found", mis_ids), ("key_points_covered", kp_ids)):
+            sub = schema["properties"][field]
+            assert list(sub["properties"]) == ids[::step] and sub["required"] == ids[::step]
+        # as serialised for the server, too (JSON object key order is what constrained decoding follows)
+        text = json.dumps(schema)
+        assert sorted(mis_ids, key=lambda i: text.index(f'"{i}"')) == mis_ids[::step]
+    # only the order of the ids differs
+    a, b = reqs["A"].schema, reqs["B"].schema
+    assert a["required"] == b["required"] and list(a["properties"]) == list(b["properties"])
+    assert {
+        k: v for k, v in a["properties"].items() if k not in ("misconceptions_found", "key_points_covered")
+    } == {k: v for k, v in b["properties"].items() if k not in ("misconceptions_found", "key_points_covered")}
+
+
 def test_consistent_orders_are_fused_with_the_documented_weight(q, engine_for):
     stub = StubGrader("partial", 0.5)
     g = grade_with_judge(q, GOOD, engine_for(FakeJudge("correct")), stub)
@@ -126,10 +159,12 @@ def test_inconsistent_orders_are_detected_and_graded_conservatively(q, engine_fo
     verdicts = {c.order: c.reply.verdict for c in r.calls if c.reply}
     assert sorted(verdicts.values()) == ["correct", "partial"]
     assert r.consistent is False and r.rule == "inconsistent" and r.preferred_position == preferred
-    # Conservative rule: the lowest of embedding (correct) and judge (partial, correct) verdicts.
-    assert g.verdict == "partial"
+    # Conservative rule: the lowest of embedding (correct) and judge (partial, correct) verdicts, and the lower
+    # of the embedding score (0.9) and the fused one (0.6 x mean(0.6, 0.9) + 0.4 x 0.9 = 0.81), moved into
+    # the partial band: just under the correct cut-off.
+    assert g.verdict == "partial" and r.score == 0.75
     t = Thresholds()
-    assert t.partial <= g.score < t.correct
+    assert g.score == round(t.correct - 1e-3, 3)
     assert "graded conservatively" in g.feedback
 
 
@@ -137,7 +172,9 @@ def test_inconsistent_judge_cannot_lift_a_low_embedding_grade(q, engine_for):
     g = grade_with_judge(
         q, GOOD, engine_for(FakeJudge("partial", bias="first")), StubGrader("incorrect", 0.1)
     )
-    assert g.verdict == "incorrect" and g.score < Thresholds().partial
+    assert g.judge is not None and g.judge.rule == "inconsistent"
+    # the lower of the embedding score (0.1) and the fused one (0.6 x 0.75 + 0.4 x 0.1 = 0.49): 0.1
+    assert (g.verdict, g.score) == ("incorrect", 0.1)
 
 
 def test_inconsistent_judge_can_abstain_instead(q, engine_for):
@@ -187,7 +224,10 @@ def test_reask_recovers_a_bad_first_reply(q, engine_for):
     assert g.judge is not None and [c.status for c in g.judge.calls] == ["ok", "ok"]
     assert all(c.requests == 2 for c in g.judge.calls)
     assert "field verdict" in judge.requests[-1].messages[-1]["content"]
-    assert g.verdict == "incorrect"
+    # The recovered replies are used like any others: both orders agree, so they are fused.
+    assert g.judge.rule == "fused" and g.judge.score == 0.2
+    w = Thresholds().judge_weight
+    assert (g.verdict, g.score) == ("incorrect", round(w * 0.2 + (1 - w) * 0.5, 3))
 
 
 def test_transient_errors_are_retried_with_backoff_and_retry_after(q, engine_for, sleeps):
@@ -224,7 +264,12 @@ def test_one_failed_order_is_graded_conservatively(q, engine_for):
 
     g = grade_with_judge(q, GOOD, engine_for(HalfDown("correct")), StubGrader("partial", 0.5))
     assert g.judge is not None and g.judge.rule == "one_order" and g.judge.consistent is None
-    assert g.verdict == "partial"
+    # A lone "correct" cannot lift the grade: the embedding's partial and score 0.5 (below the fused 0.74).
+    assert (g.verdict, g.score) == ("partial", 0.5) and "one order: graded conservatively" in g.feedback
+    # A lone lower verdict does pull it down, with the lower of the two scores (fused 0.6 x 0.2 + 0.4 x 0.5).
+    g = grade_with_judge(q, GOOD, engine_for(HalfDown("incorrect")), StubGrader("partial", 0.5))
+    assert g.judge is not None and g.judge.rule == "one_order"
+    assert (g.verdict, g.score) == ("incorrect", 0.32)
 
 
 def test_a_crashing_backend_never_loses_the_grade(q, engine_for):
@@ -396,7 +441,10 @@ def test_judge_cannot_overrule_a_misconception_it_did_not_see(q, engine_for):
     )
     r = g.judge
     assert r is not None and r.consistent is True and r.rule == "disputed" and r.verdict == "correct"
-    assert g.verdict == "incorrect" and g.score <= 0.2
+    # the embedding's incorrect, with the lower of its score (0.2) and the fused 0.6 x 0.9 + 0.4 x 0.2
+    assert (g.verdict, g.score) == ("incorrect", 0.2)
     # When the judge itself reports that misconception, its verdict is trusted as usual.
     g2 = grade_with_judge(q, "x y z", engine_for(FakeJudge("incorrect")), HoldsMisconception("partial", 0.4))
-    assert g2.judge is not None and g2.judge.rule == "fused" and g2.verdict == "incorrect"
+    assert g2.judge is not None and g2.judge.rule == "fused" and g2.judge.consistent is True
+    w = Thresholds().judge_weight
+    assert (g2.verdict, g2.score) == ("incorrect", round(w * 0.2 + (1 - w) * 0.4, 3))

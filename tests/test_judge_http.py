@@ -110,6 +110,30 @@ def q(bank) -> Question:
     return bank.get("ch13-1")
 
 
+def assert_both_orders(q: Question, bodies: list[dict[str, Any]], schema_of: Callable[[dict], dict]) -> None:
+    """The recorded requests are one order A (reference first, ids as in the rubric) and one order B (answer
+    first, ids reversed), each with its reply schema in the order its prompt lists the ids."""
+    mis_ids = [m.id for m in q.misconceptions]
+    kp_ids = [k.id for k in q.key_points]
+    seen = []
+    for body in bodies:
+        user = body["messages"][1]["content"]
+        answer_first = user.index("<learner_answer>") < user.index("Reference explanation:")
+        step = -1 if answer_first else 1
+        listed = sorted(kp_ids, key=lambda i: user.index(f"- {i}"))
+        assert listed == kp_ids[::step]
+        props = schema_of(body)["properties"]
+        assert list(props["misconceptions_found"]["properties"]) == mis_ids[::step]
+        assert list(props["key_points_covered"]["properties"]) == kp_ids[::step]
+        seen.append("B" if answer_first else "A")
+    assert sorted(set(seen)) == ["A", "B"]
+    a = next(b for b, o in zip(bodies, seen, strict=True) if o == "A")
+    b = next(b for b, o in zip(bodies, seen, strict=True) if o == "B")
+    assert a["messages"][0] == b["messages"][0]  # same system prompt; only the user message's order differs
+    for part in (ANSWER, q.reference.strip(), *(m.statement for m in q.misconceptions)):
+        assert part in a["messages"][1]["content"] and part in b["messages"][1]["content"]
+
+
 def ollama_chat(path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
     """A reply in the shape Ollama documents for a non-streaming /api/chat."""
     assert path == "/api/chat"
@@ -153,9 +177,11 @@ def test_ollama_backend_sends_schema_options_no_stream_and_parses(
         assert body["options"]["num_predict"] == judge.settings.max_tokens
         assert [m["role"] for m in body["messages"]] == ["system", "user"]
         assert "<learner_answer>\n" + ANSWER in body["messages"][1]["content"]
+    assert_both_orders(q, [body for _, body in rec.requests], lambda body: body["format"])
     r = g.judge
     assert r is not None and r.backend == "ollama" and r.consistent is True and r.rule == "fused"
-    assert g.verdict == "incorrect"
+    w = StubGrader.t.judge_weight  # both orders agree: judge score 1/10 fused with the embedding's 0.3
+    assert r.score == 0.1 and (g.verdict, g.score) == ("incorrect", round(w * 0.1 + (1 - w) * 0.3, 3))
     assert [c.reply.misconceptions_found for c in r.calls if c.reply] == [["more_mantissa"]] * 2
     assert (r.prompt_tokens, r.completion_tokens) == (2 * 812, 2 * 57)
     assert any(m.id == "more_mantissa" for m in g.misconceptions)
@@ -224,7 +250,13 @@ def test_openai_backend_request_shape_and_429_retry_after(
         "score",
         "reason",
     ]
-    assert g.judge.prompt_tokens == 1400 and g.verdict == "incorrect"
+    assert g.judge.prompt_tokens == 1400 and g.judge.rule == "fused"
+    w = StubGrader.t.judge_weight
+    assert (g.verdict, g.score) == ("incorrect", round(w * 0.1 + (1 - w) * 0.3, 3))
+    # The retried requests repeat their order's body; the two orders are A and B.
+    bodies = [body for _, body in rec.requests]
+    assert len({json.dumps(b, sort_keys=True) for b in bodies}) == 2
+    assert_both_orders(q, bodies, lambda body: body["response_format"]["json_schema"]["schema"])
 
 
 def test_openai_client_errors_are_not_retried(q, http_server, allow_requests, no_sleep):

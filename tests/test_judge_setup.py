@@ -84,8 +84,18 @@ def test_cli_grade_with_fake_judge_and_bad_spec():
     )
     assert r.exit_code == 0, r.output
     g = json.loads(r.stdout)
-    assert g["judge"]["judge"] == "fake:incorrect" and g["judge"]["consistent"] is True
-    assert g["verdict"] == "incorrect" and len(g["judge"]["calls"]) == 2
+    j = g["judge"]
+    assert j["judge"] == "fake:incorrect" and j["consistent"] is True and len(j["calls"]) == 2
+    # What fusion did with two agreeing "incorrect, 2/10" replies: the judge's verdict, and the score
+    # judge_weight x 0.2 + (1 - judge_weight) x the embedding score, moved into the incorrect band (below
+    # the grader's partial cut-off). The embedding grade itself may be higher: this short answer slips past
+    # the embedding grader's misconception check.
+    assert j["rule"] == "fused" and j["verdict"] == "incorrect" and j["score"] == 0.2
+    from tutor.grader import get_grader
+
+    w, e, top = j["judge_weight"], j["embedding_score"], get_grader().t.partial - 1e-3
+    assert (g["verdict"], g["score"]) == ("incorrect", round(min(w * 0.2 + (1 - w) * e, top), 3))
+    assert g["grader"].endswith("+judge:fake:incorrect")
     r = runner.invoke(
         app, ["grade", "ch13-1", "bf16 has more mantissa bits than fp16.", "--judge", "fake:down"]
     )

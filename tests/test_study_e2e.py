@@ -46,7 +46,11 @@ def test_study_session_in_a_terminal(tutor_home: Path, bank) -> None:
         c.sendline("?")
         c.expect(r"Hint 1/\d")
         c.expect("> ")
-        first = "For a fixed compute budget, Chinchilla grows parameters and training tokens equally."
+        # A clear correct answer by evals/LABELING.md: the core claim with its reason and the implication.
+        first = (
+            "For a fixed compute budget, Chinchilla grows parameters and training tokens equally, about 20 "
+            "tokens per parameter."
+        )
         second = "It means GPT-3 and Gopher were too big for the data they saw, so they were undertrained."
         c.sendline(first)
         c.sendline(second)
@@ -61,7 +65,7 @@ def test_study_session_in_a_terminal(tutor_home: Path, bank) -> None:
     assert c.exitstatus == 0, screen(c)
     out = screen(c)
     assert q.hints[0][:40] in out
-    assert re.search(r"\b(CORRECT|PARTIAL|INCORRECT)\s+score \d\.\d\d", out)
+    assert re.search(r"\bCORRECT\s+score \d\.\d\d", out) and "INCORRECT" not in out
     assert "Covered" in out and "you wrote: “" in out  # a key point quoted back from the answer
     assert "Reference explanation" in out and q.reference[:40] in out
     assert "Session over" in out
@@ -69,7 +73,7 @@ def test_study_session_in_a_terminal(tutor_home: Path, bank) -> None:
     with Store(tutor_home / "progress.sqlite") as s:
         [a] = s.attempts()
         assert a.question_id == q.id and a.answer == f"{first}\n{second}"
-        assert a.hints_used == 1 and a.verdict in ("correct", "partial", "incorrect")
+        assert a.hints_used == 1 and a.verdict == "correct"
         assert a.grade is not None and a.grade.feedback
         card = s.card(q.id)
         assert card is not None and card.due > datetime.now(UTC)  # scheduled for a later review

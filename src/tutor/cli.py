@@ -9,11 +9,33 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from tutor.models import Grade, Question
 from tutor.rubric import QuestionBank, RubricError, UnknownQuestion, default_bank, json_schema
 
+
+class TutorGroup(TyperGroup):
+    """The root command group. A data dir (TUTOR_HOME) that cannot be created or written is the learner's
+    environment, not a bug: whichever command meets it ends with a one-line error naming the variable and
+    the path (exit 2), never a traceback."""
+
+    def resolve_command(self, ctx, args):  # type: ignore[no-untyped-def]
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta["tutor.help_only"] = "--help" in rest  # help needs no data dir
+        return name, cmd, rest
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        from tutor.paths import DataDirError
+
+        try:
+            return super().invoke(ctx)
+        except DataDirError as e:
+            fail(str(e))
+
+
 app = typer.Typer(
+    cls=TutorGroup,
     help="A free-response tutor for LLM training, fine-tuning and alignment.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -24,6 +46,19 @@ out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 VERDICT_STYLE = {"correct": "bold green", "partial": "bold yellow", "incorrect": "bold red"}
+
+
+# Commands that never read or write the data dir; every other one checks it before doing anything.
+NO_DATA_DIR = frozenset({"questions", "schema", "validate", "models"})
+
+
+@app.callback()
+def _check_data_dir(ctx: typer.Context) -> None:
+    """A free-response tutor for LLM training, fine-tuning and alignment."""
+    if ctx.invoked_subcommand not in NO_DATA_DIR and not ctx.meta.get("tutor.help_only"):
+        from tutor.paths import tutor_home
+
+        tutor_home()  # DataDirError -> TutorGroup's one-line error, before any work is done
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -254,7 +254,9 @@ def _render(rep: dict[str, Any]) -> None:
             "",
         )
     lat = rep["latency"]
-    tab.add_row("latency p50 / p95 (ms)", f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])}", "", "")
+    judge = rep.get("judge") or {}
+    cached = " (judge replies from its cache)" if judge.get("cached_calls") else ""
+    tab.add_row(f"latency p50 / p95 (ms){cached}", f"{_fmt(lat['p50_ms'])} / {_fmt(lat['p95_ms'])}", "", "")
     tab.add_row("answers/s", _fmt(lat["answers_per_s"]), "", "")
     out.print(tab)
     cm = Table(title="confusion (rows gold, columns predicted)")
@@ -270,6 +272,8 @@ def _render(rep: dict[str, Any]) -> None:
             return " ".join(f"{k}={_fmt(x)}" for k, x in v.items()) if isinstance(v, dict) else _fmt(v)
 
         out.print("judge: " + ", ".join(f"{k} {show(v)}" for k, v in rep["judge"].items() if v is not None))
+        if rep["judge"].get("latency_source") in ("reply cache", "mixed"):
+            out.print(f"[yellow]judge latency: {escape(rep['judge']['latency_note'])}[/]")
 
 
 @app.command()

@@ -81,6 +81,9 @@ def web(
     from tutor.web import create_app
 
     bank = load_bank()
+    from tutor.paths import tutor_home
+
+    tutor_home()  # a data dir that cannot be written is an error now, not a failed request later
     judge_obj = None
     if judge is not None:
         from tutor.judge import JudgeSpecError, resolve_judge

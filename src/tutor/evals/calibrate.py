@@ -1,7 +1,9 @@
 """Fit the grader's verdict thresholds on labelled train rows and write evals/calibration.json.
 
 The score does not depend on the verdict cut-offs, so the answers are graded once and the (partial, correct)
-pair is found by exhaustive search on a 0.01 grid, maximising QWK (ties: accuracy). Optionally a small grid
+pair is found by exhaustive search on a 0.01 grid, maximising QWK (ties: accuracy). The search compares the
+scores the grader compares (`decision_scores`: Grade.score is rounded for output after the verdict is
+decided), so the fitted QWK is the QWK the grader gets with the fitted cut-offs on the same rows. Optionally a small grid
 over other Thresholds fields is searched too; each point re-grades the train rows from cached embeddings.
 """
 
@@ -46,7 +48,10 @@ def apply_cutoffs(scores: np.ndarray, block: np.ndarray, partial: float, correct
 
 
 def fit_cutoffs(
-    gold: Sequence[str], scores: Sequence[float], block: Sequence[bool], grid: np.ndarray = CUT_GRID
+    gold: Sequence[str],
+    scores: Sequence[float] | np.ndarray,
+    block: Sequence[bool] | np.ndarray,
+    grid: np.ndarray = CUT_GRID,
 ) -> tuple[float, float, float, float]:
     """Best (partial, correct) cut-offs by QWK then accuracy. Returns (partial, correct, qwk, accuracy)."""
     g = np.array([ORDINAL[x] for x in gold])
@@ -65,6 +70,34 @@ def fit_cutoffs(
 
 def grade_all(grader: EmbeddingGrader, rows: Sequence[EvalRow]) -> list[Grade]:
     return [grader.grade(r.question, r.answer) for r in rows]
+
+
+def decision_scores(
+    grader: EmbeddingGrader, rows: Sequence[EvalRow], grades: Sequence[Grade], grid: np.ndarray = CUT_GRID
+) -> np.ndarray:
+    """Scores that fall on the same side of every cut-off in `grid` as the score the grader compares.
+
+    The grader decides its verdict on the unrounded score and rounds `Grade.score` to 3 decimals for
+    output, so a rounded 0.700 may stand for 0.6996, which the grader calls below a 0.70 cut-off. Only a
+    rounded score that equals a grid cut-off can be on the wrong side (grid points are 0.01 apart); for
+    those rows the grader itself is asked, with that cut-off as its partial threshold, and the score is
+    kept (at or above) or moved just below it. Cut-offs fitted on these scores give, on the same rows,
+    exactly the verdicts the grader then gives."""
+    s = np.array([g.score for g in grades], dtype=float)
+    t = grader.t
+    try:
+        for i, (row, g) in enumerate(zip(rows, grades, strict=True)):
+            on = np.flatnonzero(np.isclose(grid, g.score, rtol=0.0, atol=1e-9))
+            if not on.size:
+                continue
+            c = float(grid[on[0]])
+            # verdict is "incorrect" exactly when the unrounded score is below `partial`
+            grader.t = t.model_copy(update={"partial": c, "correct": max(c, 1.0)})
+            above = grader.grade(row.question, row.answer).verdict != "incorrect"
+            s[i] = c if above else float(np.nextafter(c, -np.inf))
+    finally:
+        grader.t = t
+    return s
 
 
 def fit(
@@ -87,12 +120,13 @@ def fit(
         grades = grade_all(grader, rows)
         if before is None:
             before = M.verdict_metrics(gold, [g.verdict for g in grades]) if not point else None
-        p, c, q, acc = fit_cutoffs(gold, [g.score for g in grades], [blocked(g) for g in grades])
+        scores = decision_scores(grader, rows, grades)
+        p, c, q, acc = fit_cutoffs(gold, scores, [blocked(g) for g in grades])
         tried.append({**point, "partial": p, "correct": c, "qwk": round(q, 4), "accuracy": round(acc, 4)})
         if best is None or (q, acc) > best[:2]:
             best = (q, acc, grader.t.model_copy(update={"partial": p, "correct": c}))
     assert best is not None
-    fitted = best[2]
+    fitted_qwk, fitted = best[0], best[2]
     if before is None:  # a grid was searched: also report the defaults for comparison
         grader.t = base
         before = M.verdict_metrics(gold, [g.verdict for g in grade_all(grader, rows)])
@@ -106,6 +140,8 @@ def fit(
         "tried": tried if grid else None,
         "train_before": {k: before[k] for k in ("n", "accuracy", "macro_f1", "qwk")},
         "train_after": {k: after[k] for k in ("n", "accuracy", "macro_f1", "qwk")},
+        # the QWK the fit found; equal to train_after's, which the grader itself gets with these cut-offs
+        "fitted_qwk": round(fitted_qwk, 4),
     }
     return fitted, info
 
@@ -231,6 +267,7 @@ __all__ = [
     "DEFAULT_GRID",
     "apply_cutoffs",
     "calibrate",
+    "decision_scores",
     "fit",
     "fit_cutoffs",
     "keep_judge_fit",

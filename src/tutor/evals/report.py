@@ -14,6 +14,16 @@ def _f(x: Any, nd: int = 3) -> str:
     return "–" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
+def judge_cache_remark(judge: Mapping[str, Any] | None) -> str:
+    """Said beside any latency that includes the judge, when its replies came from the cache."""
+    if not judge or not judge.get("cached_calls"):
+        return ""
+    return (
+        f" (includes the LLM judge: {judge['cached_calls']} of {judge.get('calls', '?')} judge calls were read "
+        "from its reply cache, so this is not the judge's speed)"
+    )
+
+
 def to_markdown(rep: dict[str, Any]) -> str:
     ci = rep.get("ci95", {})
     base = rep.get("baseline_constant", {})
@@ -48,7 +58,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
         "",
         f"Latency: p50 {_f(lat.get('p50_ms'), 1)} ms, p95 {_f(lat.get('p95_ms'), 1)} ms, "
         f"{_f(lat.get('answers_per_s'), 1)} answers/s"
-        + (" (answer embeddings batched up front)" if lat.get("embeddings_cached") else ""),
+        + (" (answer embeddings batched up front)" if lat.get("embeddings_cached") else "")
+        + judge_cache_remark(rep.get("judge")),
         "",
         "## Confusion matrix (rows gold, columns predicted)",
         "",
@@ -78,9 +89,10 @@ def to_markdown(rep: dict[str, Any]) -> str:
             lines.append(f"| {k} | {m['n']} | {_f(m['accuracy'])} | {_f(m['mean_abs_error'])} |")
     if rep.get("judge"):
         j = rep["judge"]
-        lines += ["", "## Judge", ""] + [
-            f"- {k}: {_f(v) if not isinstance(v, dict) else v}" for k, v in j.items()
-        ]
+        lines += ["", "## Judge", ""]
+        if j.get("latency_note"):
+            lines += [f"**Latency source: {j['latency_source']}.** {j['latency_note']}.", ""]
+        lines += [f"- {k}: {_f(v) if not isinstance(v, dict) else v}" for k, v in j.items()]
     lines += [
         "",
         "## Largest disagreements",

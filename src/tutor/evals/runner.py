@@ -236,8 +236,35 @@ def judge_metrics(results: Sequence[EvalResult]) -> dict[str, Any] | None:
         "fused_qwk": M._num(M.qwk(gold_all, [r.grade.verdict for r, _ in judged])),
         "tokens_total": int(tokens),
         "tokens_per_answer": M._num(tokens / len(sent)) if sent else None,
+        "calls": len(calls),
         "cached_calls": sum(c.cached for c in calls),
-        "latency": M.latency_stats([j.latency_s for _, j in sent]) if sent else None,
+        **judge_latency(sent),
+    }
+
+
+def judge_latency(sent: Sequence[tuple[EvalResult, Any]]) -> dict[str, Any]:
+    """Time per judged answer, and where it came from: replies read from the judge's cache take
+    milliseconds, so a latency measured on them says nothing about the judge's speed. `latency` covers every
+    answer sent; `latency_uncached` only answers none of whose calls came from the cache (the model's time);
+    `latency_source` is "model", "reply cache" or "mixed", and `latency_note` says it in words."""
+    if not sent:
+        return {"latency": None, "latency_uncached": None, "latency_source": None, "latency_note": None}
+    cached = [j for _, j in sent if any(c.cached for c in j.calls)]
+    fresh = [j for _, j in sent if not any(c.cached for c in j.calls)]
+    source = "model" if not cached else "reply cache" if not fresh else "mixed"
+    note = {
+        "model": "no reply came from the cache: these are the judge's own times",
+        "reply cache": f"every one of the {len(sent)} judged answers was read from the judge's reply cache: "
+        "these latencies are cache reads, not the judge's speed (run with an empty cache, e.g. a new "
+        "TUTOR_HOME, to time the judge)",
+        "mixed": f"{len(cached)} of {len(sent)} judged answers had replies from the judge's reply cache; "
+        "latency_uncached covers the other answers only",
+    }[source]
+    return {
+        "latency": M.latency_stats([j.latency_s for _, j in sent]),
+        "latency_uncached": M.latency_stats([j.latency_s for j in fresh]) if fresh else None,
+        "latency_source": source,
+        "latency_note": note,
     }
 
 

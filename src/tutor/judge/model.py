@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tutor.paths import tutor_home
+from tutor.paths import home_source, tutor_home, usable_dir
 
 MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
@@ -51,9 +51,7 @@ def part_path(n: int) -> Path | None:
 
 
 def model_dir() -> Path:
-    d = tutor_home() / "models"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return usable_dir(tutor_home() / "models", f"{home_source()[1]} (its models/ subdirectory)")
 
 
 def default_model_path() -> Path:
