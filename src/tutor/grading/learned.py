@@ -16,7 +16,6 @@ sha256 of each file). Every file's sha256 is checked at load.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,11 +164,14 @@ class LearnedGrader:
         calib = thresholds or load_thresholds()
         self.t = calib.model_copy(update={"correct": card.cut_correct, "partial": card.cut_partial})
         self.name = f"learned:{card.version}"
-        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._lock = threading.Lock()
+        self._labeled = self.model.exemplars.questions()
 
     def warm(self, questions: Sequence[Question]) -> None:
         self.embedding.warm(questions)
+
+    def applies(self, q: Question) -> bool:
+        """Whether the model grades this question (else the embedding grader's verdict stands)."""
+        return bool(q.misconceptions) or q.id in self._labeled
 
     def features(self, q: Question, answer: str, base: Grade, answer_vec: np.ndarray) -> np.ndarray:
         tg = self.embedding.targets(q)
@@ -182,19 +184,28 @@ class LearnedGrader:
     def grade_many(self, items: Sequence[tuple[Question, str]]) -> list[Grade]:
         """Grade several answers; the whole-answer embeddings and the model run in one batch each."""
         bases = self.embedding.grade_many(items)
-        todo = [i for i, g in enumerate(bases) if g.signals]  # guard grades (empty, off-topic...) stand
+        # Guard grades (empty, off-topic...) stand. So does the embedding grade of a question the model was
+        # not built for: one with neither labeled answers nor a rubric's misconceptions (an ad-hoc question
+        # from an external dataset, whose rubric is just a reference answer). There the model measured
+        # worse than the embedding grader (evals/RESULTS.md, external benchmarks).
+        todo = [
+            i for i, (g, (q, _)) in enumerate(zip(bases, items, strict=True)) if g.signals and self.applies(q)
+        ]
         if not todo:
-            return [b.model_copy(update={"grader": self.name}) for b in bases]
+            return [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
         texts = [T.normalise_answer(items[i][1])[0] for i in todo]
         vecs = self.embedder.encode(texts)
         x = np.stack(
             [self.features(items[i][0], items[i][1], bases[i], v) for i, v in zip(todo, vecs, strict=True)]
         )
         probs = self.model.predict_proba(x)
-        out = [b.model_copy(update={"grader": self.name}) for b in bases]
+        out = [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
         for i, p in zip(todo, probs, strict=True):
             out[i] = self._final(bases[i], p)
         return out
+
+    def _standing(self, base: Grade, q: Question) -> Grade:
+        return base if not self.applies(q) else base.model_copy(update={"grader": self.name})
 
     def _final(self, base: Grade, p: np.ndarray) -> Grade:
         wrong_number = base.numeric is not None and bool(base.numeric.found) and not base.numeric.correct
