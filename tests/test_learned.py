@@ -214,7 +214,9 @@ def test_ad_hoc_question_without_rubric_keeps_the_embedding_verdict(grader):
     # model was not built for it and measured worse there, so the embedding grade stands, and says so.
     from tutor.evals.dataset import external_question
 
-    q = external_question("ext-1", "Why does ice float on water?", ["Ice is less dense than liquid water."], "x")
+    q = external_question(
+        "ext-1", "Why does ice float on water?", ["Ice is less dense than liquid water."], "x"
+    )
     answer = "Because frozen water is less dense than the liquid, so it floats."
     g = grader.grade(q, answer)
     assert g.grader.startswith("embedding:") and "p_correct" not in g.signals

