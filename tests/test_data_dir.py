@@ -122,3 +122,10 @@ def test_tutor_grade_in_a_real_process(tmp_path: Path) -> None:
     assert r.stdout == ""
     assert_clear_error(r.stderr, home, r.returncode)
     assert r.stderr.count("\n") <= 2  # one message (rich may wrap it once), not a traceback
+
+
+def test_an_unusable_tutor_models_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("TUTOR_MODELS", str(tmp_path / "a-file" / "models"))
+    with pytest.raises(paths.DataDirError, match=r"^TUTOR_MODELS=.*Set TUTOR_MODELS to a directory"):
+        paths.models_dir()

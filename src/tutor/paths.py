@@ -31,13 +31,15 @@ def home_source() -> tuple[Path, str]:
 _WRITABLE: set[Path] = set()  # directories this process has already written a probe file to
 
 
-def usable_dir(d: Path, source: str) -> Path:
+def usable_dir(d: Path, source: str, var: str = "TUTOR_HOME") -> Path:
     """`d`, created if missing; DataDirError (naming `source`, e.g. "TUTOR_HOME=/x") if it cannot be created
     or written. Writing is checked by creating and removing a probe file once per process: permission bits
     alone say nothing for root, nor for a read-only mount or a pseudo file system."""
     fix = (
         f"tutor keeps progress and caches there; set TUTOR_HOME to a directory you can write to "
         f"(or unset it to use {DEFAULT_HOME_HINT})."
+        if var == "TUTOR_HOME"
+        else f"Set {var} to a directory you can write to, or unset it."
     )
     if d.exists() and not d.is_dir():
         raise DataDirError(f"{source}: {d} is not a directory. {fix}")
@@ -72,7 +74,7 @@ def models_dir() -> Path:
     """Derived model files (the ONNX export). ``TUTOR_MODELS`` overrides it, so tests can share one build."""
     env = os.environ.get("TUTOR_MODELS")
     if env:
-        return usable_dir(Path(env).expanduser(), f"TUTOR_MODELS={env}")
+        return usable_dir(Path(env).expanduser(), f"TUTOR_MODELS={env}", "TUTOR_MODELS")
     return usable_dir(tutor_home() / "models", f"{home_source()[1]} (its models/ subdirectory)")
 
 

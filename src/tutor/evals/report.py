@@ -91,7 +91,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
         j = rep["judge"]
         lines += ["", "## Judge", ""]
         if j.get("latency_note"):
-            lines += [f"**Latency source: {j['latency_source']}.** {j['latency_note']}.", ""]
+            note = j["latency_note"]
+            lines += [f"**Latency source: {j['latency_source']}.** {note[:1].upper()}{note[1:]}.", ""]
         lines += [f"- {k}: {_f(v) if not isinstance(v, dict) else v}" for k, v in j.items()]
     lines += [
         "",
