@@ -156,7 +156,10 @@ def test_study_in_a_real_browser(browser: Any, tmp_path: Path) -> None:
         page.press("#answer", "Control+Enter")
         page.wait_for_url(re.compile(r"/attempts/\d+\?submitted=1$"))
         assert page.inner_text(".result .verdict-word") == "Correct"
-        assert page.inner_text(".result .score") == "1.00"
+        # The learned grader's expected grade: at or above the shipped model's cut-off for "correct".
+        from tutor.grading.learned import LearnedModel
+
+        assert float(page.inner_text(".result .score")) >= LearnedModel.load().card.cut_correct
         first_mark = page.locator("#answer-text mark.hl-covered").first
         assert first_mark.inner_text() == FIRST_SENTENCE_13_1
         assert page.locator("#answer-text sup.ref-kp").all_inner_texts() == ["1", "2", "3", "4"]
