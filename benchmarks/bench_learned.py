@@ -28,6 +28,7 @@ from bench_speed import pct, run_process  # noqa: E402
 
 from tutor.evals.dataset import load_files  # noqa: E402
 from tutor.grader import make_grader  # noqa: E402
+from tutor.rubric import default_bank  # noqa: E402
 
 
 def warm_latency(kind: str, rows: list, n: int) -> dict[str, float]:
@@ -62,7 +63,9 @@ def main() -> None:
     ap.add_argument("--cold-runs", type=int, default=5)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows = load_files([REPO / "evals" / "golden.jsonl"]).rows
+    rows = load_files([REPO / "evals" / "golden.jsonl"], default_bank()).rows
+    if not rows:
+        raise SystemExit("no rows loaded from evals/golden.jsonl")
     out = {
         "cpus": os.cpu_count(),
         "warm": {k: warm_latency(k, rows, args.n) for k in ("learned", "embedding")},
