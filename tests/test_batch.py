@@ -145,6 +145,15 @@ def test_duplicate_ids_are_refused_before_grading(tmp_path: Path):
     assert not out.exists()
 
 
+def test_ids_with_equal_hashes_are_not_taken_for_duplicates(tmp_path: Path, monkeypatch):
+    import tutor.batch.rows as R
+
+    monkeypatch.setattr(R, "id_hash", lambda key: 42)  # every id collides
+    rows = [{"id": i, "question_id": "ch13-1", "answer": "a"} for i in ("a", "b", "a", "c")]
+    scan = R.scan_ids(write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows]))
+    assert scan.rows == 4 and scan.duplicates == {"a": [1, 3]}
+
+
 def test_bad_arguments_are_clear_errors(tmp_path: Path):
     src = write(tmp_path / "in.jsonl", golden_lines(1))
     cases = [

@@ -3,8 +3,9 @@
     summary = grade_file(Path("answers.jsonl"), Path("graded.jsonl"))           # local engine
     summary = grade_file(..., engine="ray", num_actors=4)                       # Ray Data (tutor[scale])
 
-Memory stays flat whatever the size of the input: rows are read, graded and written a batch at a time.
-What grows is one short string per id (to refuse duplicates and to skip ids OUT already holds).
+Memory stays flat whatever the size of the input: rows are read, graded and written a batch at a time
+(two batches at most in memory). What grows with the input is an 8-byte hash per row (the index that
+finds duplicate ids before grading) and, when resuming, the ids OUT already holds.
 """
 
 from __future__ import annotations
@@ -84,12 +85,13 @@ class Prepared:
         """Rows still to deal with (for a progress bar), when the input was scanned."""
         if self.scan is None:
             return None
-        return self.scan.rows - len(self.out.resume.done & self.scan.first_line.keys())
+        return self.scan.rows - self.scan.count_known(self.out.resume.done)
 
     @property
     def foreign(self) -> int:
         """Ids graded in OUT that the input does not have (OUT from another input?)."""
-        return len(self.out.resume.done - self.scan.first_line.keys()) if self.scan is not None else 0
+        done = self.out.resume.done
+        return len(done) - self.scan.count_known(done) if self.scan is not None else 0
 
 
 def _batched(rows: Iterable[Row], n: int) -> Iterator[list[Row]]:
@@ -99,21 +101,23 @@ def _batched(rows: Iterable[Row], n: int) -> Iterator[list[Row]]:
 
 
 class _Dedup:
-    """Skips ids OUT already holds; a second row with an id seen in this run becomes an error row. (A file
-    is checked for duplicates before grading; this catches them in streams that cannot be read twice.)"""
+    """Skips ids OUT already holds. A scanned file has no duplicate ids left (they were refused); a stream
+    that cannot be read twice is checked as it goes, a second row with an id becoming an error row, at the
+    cost of remembering every id."""
 
-    def __init__(self, done: set[str]):
+    def __init__(self, done: set[str], check_duplicates: bool):
         self.done = done
-        self.seen: dict[str, int] = {}
+        self.seen: dict[str, int] | None = {} if check_duplicates else None
 
     def __call__(self, row: Row) -> Row | None:
         if isinstance(row, RowError):
             return row
         if row.key in self.done:
             return None
-        first = self.seen.setdefault(row.key, row.line)
-        if first != row.line:
-            return RowError(row.line, f"duplicate id {row.id!r} (first on line {first})", row.id)
+        if self.seen is not None:
+            first = self.seen.setdefault(row.key, row.line)
+            if first != row.line:
+                return RowError(row.line, f"duplicate id {row.id!r} (first on line {first})", row.id)
         return row
 
 
@@ -130,9 +134,11 @@ def run_local(
     summary: Summary,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    check_duplicates: bool = True,
 ) -> Summary:
-    """Grade `rows` a batch at a time, appending each batch to OUT in input order once it is graded."""
-    dedup = _Dedup(out.resume.done)
+    """Grade `rows` a batch at a time, appending each batch to OUT in input order once it is graded.
+    `check_duplicates=False` when the input was scanned for duplicate ids already."""
+    dedup = _Dedup(out.resume.done, check_duplicates)
     queue: deque[tuple[int, list[Row], Future[list[Grade]]]] = deque()
 
     def write_oldest() -> None:
@@ -225,7 +231,7 @@ def grade_file(
             if scorer is None:
                 scorer = Scorer(judge=make_judge(judge, judge_concurrency) if judge else None)
             rows = iter_rows(in_path, prep.questions)
-            run_local(rows, prep.out, scorer, summary, batch_size, progress)
+            run_local(rows, prep.out, scorer, summary, batch_size, progress, check_duplicates=False)
     summary.seconds = time.perf_counter() - t0
     return summary
 

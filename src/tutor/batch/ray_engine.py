@@ -102,7 +102,7 @@ def _driver_pass(
     in_path: Path, prep: Prepared, stage: Path, summary: Summary, progress: Progress | None
 ) -> int:
     """Check every input row; write error rows to OUT, stage the rows to grade. Returns how many."""
-    dedup = _Dedup(prep.out.resume.done)
+    dedup = _Dedup(prep.out.resume.done, check_duplicates=False)  # the file was scanned for them
     staged = 0
     errors: list[str] = []
     done_here = 0

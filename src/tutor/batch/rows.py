@@ -10,13 +10,16 @@ line number and the reason; reading never stops at a bad line.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator
 
 from tutor.evals.dataset import external_question
@@ -183,31 +186,60 @@ def iter_rows(source: Path | Iterable[bytes], questions: Questions) -> Iterator[
         yield parse(n, raw, questions)
 
 
+def id_hash(key: str) -> int:
+    """64 bits of an id key, for the index of a whole file's ids (8 bytes per row instead of a string)."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _id_of(raw: bytes) -> str | None:
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    value = obj.get("id") if isinstance(obj, dict) else None
+    if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+        return None
+    return id_key(value)
+
+
 @dataclass
 class Scan:
-    """What a first pass over the input found: the rows, their ids (key -> first line) and duplicates."""
+    """What a first pass over the input found: how many rows, a sorted index of their ids' hashes (memory
+    stays small however long the file is), and the ids that appear more than once."""
 
     rows: int = 0
-    first_line: dict[str, int] = field(default_factory=dict)
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     duplicates: dict[str, list[int]] = field(default_factory=dict)  # key -> every line it is on
 
+    def count_known(self, keys: Iterable[str]) -> int:
+        """How many of `keys` are ids of the input (by hash: an estimate for progress and warnings)."""
+        wanted = np.fromiter((id_hash(k) for k in keys), np.uint64)
+        if not len(wanted) or not len(self.hashes):
+            return 0
+        pos = np.minimum(np.searchsorted(self.hashes, wanted), len(self.hashes) - 1)
+        return int((self.hashes[pos] == wanted).sum())
 
-def scan_ids(source: Path | Iterable[bytes]) -> Scan:
+
+def scan_ids(path: Path) -> Scan:
     """Read only the ids (lines that are not JSON objects with an id are left to the grading pass, which
     reports them). Duplicates must be known before grading starts: which of two rows with one id would
-    the output's single row describe?"""
+    the output's single row describe? Equal hashes are checked against the ids themselves in a second
+    pass, so a hash collision is never reported as a duplicate."""
     s = Scan()
-    for n, raw in read_lines(source):
+    hashes = array("Q")
+    for _, raw in read_lines(path):
         s.rows += 1
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        value = obj.get("id") if isinstance(obj, dict) else None
-        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
-            continue
-        key = id_key(value)
-        first = s.first_line.setdefault(key, n)
-        if first != n:
-            s.duplicates.setdefault(key, [first]).append(n)
+        key = _id_of(raw)
+        if key is not None:
+            hashes.append(id_hash(key))
+    s.hashes = np.sort(np.frombuffer(hashes, dtype=np.uint64)) if hashes else s.hashes
+    repeated = s.hashes[1:][s.hashes[1:] == s.hashes[:-1]]
+    if len(repeated):
+        suspects = {int(h) for h in repeated}
+        lines: dict[str, list[int]] = {}
+        for n, raw in read_lines(path):
+            key = _id_of(raw)
+            if key is not None and id_hash(key) in suspects:
+                lines.setdefault(key, []).append(n)
+        s.duplicates = {k: v for k, v in lines.items() if len(v) > 1}
     return s
