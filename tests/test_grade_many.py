@@ -89,3 +89,30 @@ def test_grade_many_equals_grade_on_external_rows(grader):
         pytest.skip("../shared/benchmarks is not here")
     rows = load_file(path).rows[::4]
     _same(grader, [(r.question, r.answer) for r in rows])
+
+
+def test_learned_grader_embeds_units_and_whole_answer_in_one_call(bank):
+    """The learned model reads the whole answer's vector; it comes from the units' encoder call (a second
+    call cost a third of the time per answer), and it is bit-for-bit the vector a call of its own gives,
+    so the shipped model sees what it was trained on."""
+    from tutor import text as T
+    from tutor.embed import default_embedder
+    from tutor.grader import make_grader
+
+    rec = Recording(default_embedder())
+    grader = make_grader("learned", embedder=rec)
+    items = _golden(bank, every=40)
+    grader.warm([q for q, _ in items])
+    rec.calls.clear()
+    grader.grade(*items[0])
+    assert len(rec.calls) == 1, rec.calls
+    whole = T.normalise_answer(items[0][1])[0]
+    assert whole in rec.calls[0]
+
+    grades, vecs = grader.embedding.grade_and_embed(items, [True] * len(items))
+    alone = rec.inner.encode([T.normalise_answer(a)[0] for _, a in items])
+    for g, v, a in zip(grades, vecs, alone, strict=True):
+        assert (v is None) == (not g.signals)
+        if v is not None:
+            assert np.array_equal(v, a)
+    assert sum(v is not None for v in vecs) > len(items) // 2

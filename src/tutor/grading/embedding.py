@@ -195,15 +195,36 @@ class EmbeddingGrader:
         nothing twice. The ONNX encoder gives a unit bit-for-bit the same vector whatever batch it is in
         (each text is padded only within its batch and masked), so the grades are equal; a test checks it
         on the golden set."""
+        return self.grade_and_embed(items, [False] * len(items))[0]
+
+    def grade_and_embed(
+        self, items: Sequence[tuple[Question, str]], whole: Sequence[bool]
+    ) -> tuple[list[Grade], list[np.ndarray | None]]:
+        """`grade_many`, plus the vector of each answer's whole (normalised) text where `whole[i]` and the
+        answer got past the guards (else None), from the same encoder call. The learned grader reads that
+        vector; a second encoder call cost it a third of its time per answer, and a one-sentence answer's
+        whole text is already one of its units."""
         prepared = [self._prepare(q, a) for q, a in items]
-        pending = [p for p in prepared if not isinstance(p, Grade)]
-        texts = list(dict.fromkeys(u.text for p in pending for u in p.units))
+        wanted = [w and not isinstance(p, Grade) for p, w in zip(prepared, whole, strict=True)]
+        texts = list(
+            dict.fromkeys(
+                t
+                for p, w in zip(prepared, wanted, strict=True)
+                if not isinstance(p, Grade)
+                for t in (*(u.text for u in p.units), *((p.text,) if w else ()))
+            )
+        )
         vecs = self.embedder.encode(texts) if texts else np.zeros((0, 1), np.float32)
         row = {t: i for i, t in enumerate(texts)}
-        return [
+        grades = [
             p if isinstance(p, Grade) else self._finish(p, vecs[[row[u.text] for u in p.units]])
             for p in prepared
         ]
+        answer_vecs = [
+            vecs[row[p.text]] if w and not isinstance(p, Grade) else None
+            for p, w in zip(prepared, wanted, strict=True)
+        ]
+        return grades, answer_vecs
 
     def _prepare(self, question: Question, answer: str) -> Grade | _Prepared:
         """Everything before embedding: the guards, then the units to embed. A Grade when the answer is

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tutor import text as T
 from tutor.embed import Embedder, default_embedder
 from tutor.grading.embedding import EmbeddingGrader, Thresholds, feedback_text, load_thresholds
 from tutor.grading.features import FEATURES, Exemplars, feature_row, merge, rubric_exemplars
@@ -183,20 +182,19 @@ class LearnedGrader:
 
     def grade_many(self, items: Sequence[tuple[Question, str]]) -> list[Grade]:
         """Grade several answers; the whole-answer embeddings and the model run in one batch each."""
-        bases = self.embedding.grade_many(items)
+        # The whole answer is embedded in the same encoder call as its units (the model reads it).
+        bases, answer_vecs = self.embedding.grade_and_embed(items, [self.applies(q) for q, _ in items])
         # Guard grades (empty, off-topic...) stand. So does the embedding grade of a question the model was
         # not built for: one with neither labeled answers nor a rubric's misconceptions (an ad-hoc question
         # from an external dataset, whose rubric is just a reference answer). There the model measured
         # worse than the embedding grader (evals/RESULTS.md, external benchmarks).
         todo = [
-            i for i, (g, (q, _)) in enumerate(zip(bases, items, strict=True)) if g.signals and self.applies(q)
+            i for i, (g, v) in enumerate(zip(bases, answer_vecs, strict=True)) if g.signals and v is not None
         ]
         if not todo:
             return [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
-        texts = [T.normalise_answer(items[i][1])[0] for i in todo]
-        vecs = self.embedder.encode(texts)
         x = np.stack(
-            [self.features(items[i][0], items[i][1], bases[i], v) for i, v in zip(todo, vecs, strict=True)]
+            [self.features(items[i][0], items[i][1], bases[i], answer_vecs[i]) for i in todo]  # type: ignore[arg-type]
         )
         probs = self.model.predict_proba(x)
         out = [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
