@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -81,6 +82,26 @@ def test_ray_engine_gives_the_local_grades_and_resumes(tmp_path: Path, bank):
     # Every row exactly once, and every one equal to the local engine's (rows come back in actor order).
     assert _canonical(on_ray) == _canonical(local)
     assert not list(tmp_path.glob(".*pending*")), "the staged rows are removed"
+
+
+def test_actors_grade_with_the_drivers_grader_or_refuse(bank, monkeypatch):
+    """A remote cluster's workers do not inherit the driver's environment: TUTOR_GRADER=embedding must travel
+    in the actors' config, and a worker whose grader differs from the driver's (another trained model) must
+    refuse to grade. No Ray needed: the config and the actor class are plain Python."""
+    from tutor.batch.ray_engine import GradeActor, actor_config
+
+    monkeypatch.delenv("TUTOR_ONNX_THREADS", raising=False)  # the actor sets it; undone after the test
+    monkeypatch.setenv("TUTOR_GRADER", "embedding")
+    cfg = actor_config(bank, None, None, 1, remote=True)
+    assert cfg["env"]["TUTOR_GRADER"] == "embedding" and cfg["grader"].startswith("embedding:")
+    monkeypatch.setenv("TUTOR_GRADER", "learned")  # the worker's own setting; the config must win
+    actor = GradeActor(cfg)
+    row = json.loads(GOLDEN.read_text().splitlines()[0])
+    out = actor({"line": np.array([1]), "row": np.array([json.dumps(row)])})
+    assert json.loads(str(out["out"][0]))["grader"] == cfg["grader"]
+
+    with pytest.raises(RuntimeError, match="same tutor"):
+        GradeActor({**cfg, "grader": "learned:some-other-model"})
 
 
 def test_engine_ray_without_ray_installed_says_how_to_get_it(tmp_path: Path, monkeypatch):

@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,10 +29,14 @@ from tutor.batch.engine import Prepared, Progress, Summary, _Dedup
 from tutor.batch.rows import Item, Questions, RowError, iter_rows, parse
 from tutor.batch.scoring import Scorer, error_row, graded_row, make_judge
 
+if TYPE_CHECKING:
+    from tutor.rubric import QuestionBank
+
 # Settings that decide how an actor grades or where its judge is, passed on from the driver's environment.
 # TUTOR_HOME and the paths only make sense on the same machine, so they go to a local cluster only. Secrets
 # (OPENAI_API_KEY) are not shipped: a cluster's workers need them in their own environment.
 _ENV_ALWAYS = (
+    "TUTOR_GRADER",
     "TUTOR_EMBEDDER",
     "HF_HUB_OFFLINE",
     "TRANSFORMERS_OFFLINE",
@@ -76,6 +80,11 @@ class GradeActor:
             raise RuntimeError(
                 f"this Ray worker grades with calibration {ours.version!r}, the driver with "
                 f"{theirs.get('version')!r}: install the same tutor (and calibration) on every node"
+            )
+        if grader.name != cfg["grader"]:
+            raise RuntimeError(
+                f"this Ray worker grades with {grader.name!r}, the driver with {cfg['grader']!r}: install the "
+                "same tutor (and trained model) on every node"
             )
         bank = (
             QuestionBank([Question.model_validate(q) for q in cfg["questions"]]) if cfg["questions"] else None
@@ -168,6 +177,31 @@ def _iter_graded(
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
 
+def actor_config(
+    bank: QuestionBank | None,
+    judge: str | None,
+    judge_concurrency: int | None,
+    cpus_per_actor: int,
+    remote: bool,
+) -> dict[str, Any]:
+    """What every actor needs to grade as the driver would: its settings, grader, calibration and rubric."""
+    from tutor.grader import get_grader
+
+    grader = get_grader()
+    thresholds = getattr(grader, "t", None)
+    env = {k: os.environ[k] for k in (*_ENV_ALWAYS, *(() if remote else _ENV_LOCAL)) if k in os.environ}
+    # One onnxruntime thread per CPU the actor holds: two actors on two cores, not four threads fighting.
+    env["TUTOR_ONNX_THREADS"] = str(cpus_per_actor)
+    return {
+        "env": env,
+        "grader": grader.name,
+        "thresholds": thresholds.model_dump() if thresholds is not None else None,
+        "questions": [q.model_dump() for q in bank.questions] if bank is not None else [],
+        "judge": judge,
+        "judge_concurrency": judge_concurrency,
+    }
+
+
 def run_ray(
     in_path: Path,
     prep: Prepared,
@@ -181,21 +215,7 @@ def run_ray(
 ) -> Summary:
     ray = _import_ray()
     remote = bool(os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
-    from tutor.grader import get_grader
-
-    # The driver's rubric and calibration go to every actor: the same grades as the local engine.
-    thresholds = getattr(get_grader(), "t", None)
-    bank = prep.questions.bank
-    env = {k: os.environ[k] for k in (*_ENV_ALWAYS, *(() if remote else _ENV_LOCAL)) if k in os.environ}
-    # One onnxruntime thread per CPU the actor holds: two actors on two cores, not four threads fighting.
-    env["TUTOR_ONNX_THREADS"] = str(cpus_per_actor)
-    config = {
-        "env": env,
-        "thresholds": thresholds.model_dump() if thresholds is not None else None,
-        "questions": [q.model_dump() for q in bank.questions] if bank is not None else [],
-        "judge": judge,
-        "judge_concurrency": judge_concurrency,
-    }
+    config = actor_config(prep.questions.bank, judge, judge_concurrency, cpus_per_actor, remote)
     stage = prep.out.path.with_name(f".{prep.out.path.name}.pending.jsonl")
     try:
         if _driver_pass(in_path, prep, stage, summary, progress) == 0:
