@@ -98,6 +98,32 @@ def build_input(n: int, path: Path, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def build_bank_input(n: int, path: Path, seed: int = 0) -> dict[str, Any]:
+    """Up to n distinct answers to the bank's own questions: the golden set and the writers' batches in
+    evals/writers. The learned model grades only these (on the external sets' questions it hands the
+    embedding grade back), so its cost is measured here."""
+    files = [REPO / "evals" / "golden.jsonl", *sorted((REPO / "evals" / "writers").glob("w*/ch*.jsonl"))]
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            text = r["answer"].strip()
+            if text and text not in seen:
+                seen.add(text)
+                rows.append({k: r[k] for k in ("id", "question_id", "answer", "label")})
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n]
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return {
+        "rows": len(rows),
+        "mix": {"bank questions (golden + writers)": len(rows)},
+        "mean_answer_chars": sum(len(r["answer"]) for r in rows) / max(1, len(rows)),
+    }
+
+
 def repeat_input(src: Path, dst: Path, times: int) -> int:
     lines = src.read_text(encoding="utf-8").splitlines()
     with dst.open("w", encoding="utf-8") as f:
@@ -221,11 +247,35 @@ def warm_rubrics(in_path: Path) -> dict[str, Any]:
     return {"questions": len(qs), "seconds": time.perf_counter() - t0}
 
 
-def _distinct_units(grader: Any, items: Sequence[Any]) -> list[str]:
+def _embedding(grader: Any) -> Any:
+    """The embedding grader inside (the learned grader wraps one) or the grader itself."""
+    return getattr(grader, "embedding", grader)
+
+
+def _prepared(grader: Any, items: Sequence[Any]) -> list[tuple[Any, bool]]:
+    """Each answer's guards-and-units step, and whether the grader also embeds the whole answer (the
+    learned grader does, in the same call, for the questions its model grades)."""
+    applies = getattr(grader, "applies", lambda _q: False)
+    emb = _embedding(grader)
+    return [(emb._prepare(it.question, it.answer), applies(it.question)) for it in items]
+
+
+def _texts(prepared: list[tuple[Any, bool]]) -> list[str]:
+    """The distinct texts one encoder call receives for these answers."""
     from tutor.models import Grade
 
-    prepared = [grader._prepare(it.question, it.answer) for it in items]
-    return list(dict.fromkeys(u.text for p in prepared if not isinstance(p, Grade) for u in p.units))
+    return list(
+        dict.fromkeys(
+            t
+            for p, whole in prepared
+            if not isinstance(p, Grade)
+            for t in (*(u.text for u in p.units), *((p.text,) if whole else ()))
+        )
+    )
+
+
+def _distinct_units(grader: Any, items: Sequence[Any]) -> list[str]:
+    return _texts(_prepared(grader, items))
 
 
 def same_run(in_path: Path, batch_size: int, workdir: Path, block_batches: int = 4) -> dict[str, Any]:
@@ -287,6 +337,8 @@ def breakdown(
     in_path: Path, batch_size: int, sample: int, judge_sample: int, workdir: Path
 ) -> dict[str, Any]:
     """Per-answer cost of each step of one batch, summed over `sample` answers."""
+    import numpy as np
+
     from tutor.batch.outfile import OutFile
     from tutor.batch.rows import Item, parse
     from tutor.batch.scoring import Scorer, graded_row, make_judge
@@ -296,7 +348,9 @@ def breakdown(
     emb = grader.embedder
     tok = getattr(emb, "_tokenizer", None)
     lines = lines[:sample]
-    cost = dict.fromkeys(("read", "guards", "tokenise", "encode", "match", "write"), 0.0)
+    model = hasattr(grader, "model")
+    steps = ("read", "guards", "tokenise", "encode", "match", *(("model",) if model else ()), "write")
+    cost = dict.fromkeys(steps, 0.0)
     n = units = tokens = 0
     out_path = workdir / "breakdown.jsonl"
     out_path.unlink(missing_ok=True)
@@ -307,9 +361,9 @@ def breakdown(
             items = [r for r in rows if isinstance(r, Item)]
             cost["read"] += time.perf_counter() - t
             t = time.perf_counter()
-            prepared = [grader._prepare(it.question, it.answer) for it in items]
+            prepared = _prepared(grader, items)
             cost["guards"] += time.perf_counter() - t
-            texts = list(dict.fromkeys(u.text for p in prepared if not isinstance(p, Grade) for u in p.units))
+            texts = _texts(prepared)
             if tok is not None:
                 t = time.perf_counter()
                 tokens += sum(len(e.ids) for e in tok.encode_batch(texts))
@@ -320,10 +374,37 @@ def breakdown(
             index = {x: i for i, x in enumerate(texts)}
             t = time.perf_counter()
             grades = [
-                p if isinstance(p, Grade) else grader._finish(p, vecs[[index[u.text] for u in p.units]])
-                for p in prepared
+                p
+                if isinstance(p, Grade)
+                else _embedding(grader)._finish(p, vecs[[index[u.text] for u in p.units]])
+                for p, _ in prepared
             ]
             cost["match"] += time.perf_counter() - t
+            if model:
+                # The learned model's own step, as LearnedGrader.grade_many takes it: features (nearest
+                # labeled answers, rubric similarities) for the answers it grades, then one ONNX call.
+                t = time.perf_counter()
+                todo = [
+                    i
+                    for i, ((p, whole), g) in enumerate(zip(prepared, grades, strict=True))
+                    if whole and g.signals and not isinstance(p, Grade)
+                ]
+                if todo:
+                    x = np.stack(
+                        [
+                            grader.features(
+                                items[i].question,
+                                items[i].answer,
+                                grades[i],
+                                vecs[index[prepared[i][0].text]],
+                            )
+                            for i in todo
+                        ]
+                    )
+                    probs = grader.model.predict_proba(x)
+                    for i, p in zip(todo, probs, strict=True):
+                        grades[i] = grader._final(grades[i], p)
+                cost["model"] += time.perf_counter() - t
             t = time.perf_counter()
             out.append([graded_row(it, g) for it, g in zip(items, grades, strict=True)])
             cost["write"] += time.perf_counter() - t
@@ -367,11 +448,23 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default: grade-batch's default")
     ap.add_argument("--sample", type=int, default=2000, help="answers in the cost breakdown")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: local,ray,same,breakdown")
+    ap.add_argument(
+        "--grader",
+        choices=("learned", "embedding"),
+        default=os.environ.get("TUTOR_GRADER") or "learned",
+        help="the grader every part measures (default: TUTOR_GRADER, else learned)",
+    )
+    ap.add_argument(
+        "--source",
+        choices=("mix", "bank"),
+        default="mix",
+        help="mix: golden + external sets (default); bank: golden + writers' answers to the bank's questions",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: a temp dir)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    if not SHARED.is_dir():
+    if args.source == "mix" and not SHARED.is_dir():
         sys.exit(f"{SHARED} not found: the external sets are needed to build the input")
 
     from tutor.batch import DEFAULT_BATCH_SIZE
@@ -380,17 +473,20 @@ def main() -> None:
     batch = args.batch_size or DEFAULT_BATCH_SIZE
     os.environ.setdefault("TUTOR_MODELS", str(models_dir()))
     os.environ["TUTOR_HOME"] = tempfile.mkdtemp(prefix="tutor-bench-batch-home-")
+    os.environ["TUTOR_GRADER"] = args.grader  # this process and every `tutor grade-batch` it starts
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tutor-bench-batch-"))
     work.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {
         "n": args.n,
         "batch_size": batch,
         "cpus": os.cpu_count(),
+        "grader": args.grader,
+        "source": args.source,
         "loadavg_start": os.getloadavg(),
         "started": time.strftime("%Y-%m-%d %H:%M"),
     }
     src = work / "answers.jsonl"
-    res["input"] = build_input(args.n, src)
+    res["input"] = (build_input if args.source == "mix" else build_bank_input)(args.n, src)
     print(f"input: {res['input']}", flush=True)
     res["rubric_warmup"] = warm_rubrics(src)
     print(f"rubric embeddings cached: {res['rubric_warmup']}", flush=True)
@@ -421,7 +517,7 @@ def main() -> None:
         print(f"breakdown: {res['breakdown']}", flush=True)
     if args.big:
         big = work / "answers-big.jsonl"
-        rows = repeat_input(src, big, max(1, args.big // args.n))
+        rows = repeat_input(src, big, max(1, args.big // res["input"]["rows"]))
         out = work / "big.jsonl"
         out.unlink(missing_ok=True)
         res["big"] = {"rows": rows, **run_cli(["grade-batch", str(big), "--out", str(out), *bs], work)}
@@ -433,8 +529,9 @@ def main() -> None:
 
 
 def report(r: dict[str, Any]) -> None:
+    print(f"\ngrader: {r.get('grader', 'embedding')}, input: {r.get('source', 'mix')}")
     print(
-        f"\n{r['n']:,} distinct answers, batch size {r['batch_size']}, {r['cpus']} CPUs, started {r['started']}"
+        f"{r['input']['rows']:,} distinct answers, batch size {r['batch_size']}, {r['cpus']} CPUs, started {r['started']}"
     )
     print(f"input mix: {r['input']['mix']}; mean answer {r['input']['mean_answer_chars']:.0f} chars")
     for name in ("local", "ray"):

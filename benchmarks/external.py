@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from tutor.evals import metrics as M
 from tutor.evals.calibrate import apply_cutoffs, blocked, fit_cutoffs
 from tutor.evals.dataset import PRESETS, EvalRow, load_file
 from tutor.evals.runner import answer_unit_texts, prefetch, progress_bar
-from tutor.grader import EmbeddingGrader, Thresholds
+from tutor.grader import Thresholds, make_grader
 from tutor.models import Grade
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,9 +112,12 @@ class Graded:
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "embedding") -> None:
         self.emb = CachedEmbedder(default_embedder())
-        self.grader = EmbeddingGrader(embedder=self.emb, thresholds=Thresholds())
+        # Default thresholds, not the golden calibration: only the score counts here, cut-offs are fit on
+        # train. The learned grader hands these ad-hoc questions (no labeled answers, no misconceptions)
+        # the grade of its own embedding grader, so its rows measure what a user of the default gets.
+        self.grader = make_grader(kind, embedder=self.emb, thresholds=Thresholds())
 
     def features(self, rows: list[EvalRow], name: str) -> Graded:
         extra = [T.normalise_answer(r.answer)[0] or "(empty)" for r in rows]
@@ -483,7 +487,8 @@ def render_markdown(res: dict[str, Any]) -> str:
                 }
             )
         )
-        + " (the embedding grader whatever TUTOR_GRADER says: default thresholds, no golden calibration), "
+        + " (default thresholds, no golden calibration; the learned grader grades these questions, which have "
+        "neither labeled answers nor misconceptions, with its embedding grader), "
         "all-MiniLM-L6-v2 on CPU.",
         "Reproduce everything with `make bench-external`; one dataset with the command under its table. "
         "Numbers land in `evals/external_results.json`.",
@@ -654,6 +659,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--train-sample", type=int, default=None, help="fit on N random train rows (seed 0) instead of all"
     )
+    ap.add_argument(
+        "--grader",
+        choices=("learned", "embedding"),
+        default=os.environ.get("TUTOR_GRADER") or "learned",
+        help="the grader measured (default: TUTOR_GRADER, else learned, as `tutor grade` does)",
+    )
     args = ap.parse_args(argv)
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.render_only:
@@ -668,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in wanted:
         if d not in DATASETS:
             ap.error(f"unknown dataset {d!r}")
-    bench = Bench()
+    bench = Bench(args.grader)
     results["_meta"] = {
         "date": dt.date.today().isoformat(),
         "grader": bench.grader.name,

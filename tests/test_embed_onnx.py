@@ -70,6 +70,16 @@ def test_batches_cover_every_text_in_order() -> None:
     assert all(lengths[b - 1] < 10 * lengths[a] for a, b in spans)
 
 
+def test_batches_of_long_texts_bound_the_attention_memory() -> None:
+    """Whole answers of 256 tokens in batches of 64 took 600 MB in grade-batch; rows x width^2 is capped."""
+    lengths = sorted([12] * 200 + [256] * 100)
+    spans = embed_onnx._batches(lengths, max_size=64)
+    widths = [(b - a, lengths[b - 1]) for a, b in spans]
+    assert all(rows * w * w <= embed_onnx.MAX_ATTENTION_CELLS for rows, w in widths)
+    assert max(rows for rows, w in widths if w == 256) == 16
+    assert max(rows for rows, w in widths if w == 12) == 64  # short texts batch as before
+
+
 def test_spread_gives_every_worker_a_batch() -> None:
     lengths = [10, 12, 12, 14, 40]
     spans = embed_onnx._spread([(0, 5)], lengths, workers=2)

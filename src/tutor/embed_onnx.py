@@ -405,18 +405,29 @@ class OnnxEmbedder:
 RUN_OVERHEAD_TOKENS = 16
 
 
-def _batches(lengths: Sequence[int], max_size: int) -> list[tuple[int, int]]:
+# Largest batch, in rows x width^2: attention holds (rows, heads, width, width) floats per layer, so 64 whole
+# answers of 256 tokens took ~200 MB per tensor and pushed grade-batch with the learned grader to 600 MB.
+# 64 x 128^2 keeps sentence batches as they were and caps long texts at 16 rows per call.
+MAX_ATTENTION_CELLS = 64 * 128 * 128
+
+
+def _batches(
+    lengths: Sequence[int], max_size: int, max_cells: int = MAX_ATTENTION_CELLS
+) -> list[tuple[int, int]]:
     """Split texts sorted by token length into batches that minimise padded tokens plus per-call overhead.
 
     One answer's units range from a 5-token clause to a 60-token sentence pair: padding them into a single
     batch doubles the work, one call each wastes the call overhead. Dynamic programming over the sorted
-    lengths finds the cheapest cut points (a batch costs overhead + size * its longest length).
+    lengths finds the cheapest cut points (a batch costs overhead + size * its longest length). A batch of
+    long texts is also kept under max_cells (rows x width^2), which bounds the attention's memory.
     """
     n = len(lengths)
     best = [0.0] + [float("inf")] * n
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
-        for i in range(max(0, j - max_size), j):
+        width = max(1, lengths[j - 1])
+        rows = max(1, min(max_size, max_cells // (width * width)))
+        for i in range(max(0, j - rows), j):
             cost = best[i] + RUN_OVERHEAD_TOKENS + (j - i) * lengths[j - 1]
             if cost < best[j]:
                 best[j], cut[j] = cost, i
