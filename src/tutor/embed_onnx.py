@@ -405,10 +405,11 @@ class OnnxEmbedder:
 RUN_OVERHEAD_TOKENS = 16
 
 
-# Largest batch, in rows x width^2: attention holds (rows, heads, width, width) floats per layer, so 64 whole
-# answers of 256 tokens took ~200 MB per tensor and pushed grade-batch with the learned grader to 600 MB.
-# 64 x 128^2 keeps sentence batches as they were and caps long texts at 16 rows per call.
-MAX_ATTENTION_CELLS = 64 * 128 * 128
+# Largest batch, in rows x width^2: attention holds (rows, heads, width, width) floats, and onnxruntime's
+# arena keeps the largest it has seen. The learned grader embeds whole answers (up to 256 tokens); 768 of
+# them with their units peaked at 519 MB with batches of 64, 339 MB with this cap (2 rows of 256 tokens,
+# 32 of 64), at the same speed (40 s vs 45 s; the eval sets' short units: 24 s vs 26 s).
+MAX_ATTENTION_CELLS = 32 * 64 * 64
 
 
 def _batches(
