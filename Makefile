@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: train eval-writers bench bench-web browser setup setup-judge setup-scale study web test test-fast lint typecheck check schema clean eval calibrate bench-external
+.PHONY: train eval-writers bench bench-web bench-learned bench-batch browser setup setup-judge setup-scale study web test test-fast lint typecheck check schema clean eval calibrate bench-external
 
 # torch is installed first and pinned: 2.13.0 resolves to the CPU build here, anything newer pulls CUDA.
 $(BIN)/.installed: pyproject.toml
@@ -93,6 +93,15 @@ bench: setup
 # Web API speed: warm POST /api/grade latency and requests/s with 8 concurrent clients. Not a test.
 bench-web: setup
 	$(BIN)/python benchmarks/bench_web.py
+
+# The learned grader's speed against issue 11's targets (warm p50, cold start, RSS). Not a test.
+bench-learned: setup
+	$(BIN)/python benchmarks/bench_learned.py
+
+# tutor grade-batch: answers/s local and on Ray, against the bare encoder, cost breakdown, RSS at 10k and
+# 100k rows (about an hour on 2 cores; `--big 0` and `--skip` shorten it). Needs the `scale` extra for Ray.
+bench-batch: setup setup-scale
+	$(BIN)/python benchmarks/bench_batch.py
 
 schema: setup
 	$(BIN)/tutor schema > rubrics/rubric.schema.json

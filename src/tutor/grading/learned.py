@@ -181,24 +181,22 @@ class LearnedGrader:
         return self.grade_many([(question, answer)])[0]
 
     def grade_many(self, items: Sequence[tuple[Question, str]]) -> list[Grade]:
-        """Grade several answers; the whole-answer embeddings and the model run in one batch each."""
-        # The whole answer is embedded in the same encoder call as its units (the model reads it).
+        """Grade several answers: one encoder call for every unit and whole answer, one model call."""
         bases, answer_vecs = self.embedding.grade_and_embed(items, [self.applies(q) for q, _ in items])
         # Guard grades (empty, off-topic...) stand. So does the embedding grade of a question the model was
         # not built for: one with neither labeled answers nor a rubric's misconceptions (an ad-hoc question
         # from an external dataset, whose rubric is just a reference answer). There the model measured
         # worse than the embedding grader (evals/RESULTS.md, external benchmarks).
         todo = [
-            i for i, (g, v) in enumerate(zip(bases, answer_vecs, strict=True)) if g.signals and v is not None
+            (i, v)
+            for i, (g, v) in enumerate(zip(bases, answer_vecs, strict=True))
+            if g.signals and v is not None
         ]
-        if not todo:
-            return [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
-        x = np.stack(
-            [self.features(items[i][0], items[i][1], bases[i], answer_vecs[i]) for i in todo]  # type: ignore[arg-type]
-        )
-        probs = self.model.predict_proba(x)
         out = [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
-        for i, p in zip(todo, probs, strict=True):
+        if not todo:
+            return out
+        x = np.stack([self.features(items[i][0], items[i][1], bases[i], v) for i, v in todo])
+        for (i, _), p in zip(todo, self.model.predict_proba(x), strict=True):
             out[i] = self._final(bases[i], p)
         return out
 
