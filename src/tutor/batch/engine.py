@@ -24,8 +24,7 @@ from pydantic import BaseModel
 
 from tutor.batch.outfile import OutFile
 from tutor.batch.rows import Item, Questions, Row, RowError, Scan, iter_rows, scan_ids
-from tutor.batch.scoring import Scorer, error_row, graded_row, make_judge
-from tutor.models import Grade
+from tutor.batch.scoring import Scorer, make_judge
 from tutor.rubric import QuestionBank
 
 Engine = Literal["local", "ray"]
@@ -139,12 +138,11 @@ def run_local(
     """Grade `rows` a batch at a time, appending each batch to OUT in input order once it is graded.
     `check_duplicates=False` when the input was scanned for duplicate ids already."""
     dedup = _Dedup(out.resume.done, check_duplicates)
-    queue: deque[tuple[int, list[Row], Future[list[Grade]]]] = deque()
+    queue: deque[tuple[int, list[Row], Future[list[str]]]] = deque()
 
     def write_oldest() -> None:
-        n, kept, graded = queue.popleft()
-        grades = iter(graded.result())
-        out.append([graded_row(r, next(grades)) if isinstance(r, Item) else error_row(r) for r in kept])
+        n, kept, lines = queue.popleft()
+        out.append(lines.result())
         n_items = sum(isinstance(r, Item) for r in kept)
         summary.graded += n_items
         summary.errors += len(kept) - n_items
@@ -157,15 +155,14 @@ def run_local(
                 summary.rows += len(chunk)
                 kept = [r for r in map(dedup, chunk) if r is not None]
                 summary.skipped += len(chunk) - len(kept)
-                items = [r for r in kept if isinstance(r, Item)]
-                queue.append((len(chunk), kept, pool.submit(scorer.grade, items)))
+                queue.append((len(chunk), kept, pool.submit(scorer.out_lines, kept)))
                 if len(queue) >= IN_FLIGHT:
                     write_oldest()
             while queue:
                 write_oldest()
         finally:
-            for _, _, graded in queue:  # interrupted: do not start batches that will never be written
-                graded.cancel()
+            for _, _, lines in queue:  # interrupted: do not start batches that will never be written
+                lines.cancel()
     return summary
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from tutor.batch.engine import Prepared, Progress, Summary, _Dedup
 from tutor.batch.rows import Item, Questions, RowError, iter_rows, parse
-from tutor.batch.scoring import Scorer, error_row, graded_row, make_judge
+from tutor.batch.scoring import Scorer, error_row, make_judge
 
 if TYPE_CHECKING:
     from tutor.rubric import QuestionBank
@@ -98,11 +98,8 @@ class GradeActor:
             parse(int(n), str(t).encode("utf-8"), self.questions)
             for n, t in zip(batch["line"], batch["row"], strict=True)
         ]
-        items = [r for r in rows if isinstance(r, Item)]
-        grades = iter(self.scorer.grade(items))
-        out = [graded_row(r, next(grades)) if isinstance(r, Item) else error_row(r) for r in rows]
         return {
-            "out": np.array(out, dtype=object),
+            "out": np.array(self.scorer.out_lines(rows), dtype=object),
             "graded": np.array([isinstance(r, Item) for r in rows], dtype=bool),
         }
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-from tutor.batch.rows import NO_LABEL, Item, RowError
+from tutor.batch.rows import NO_LABEL, Item, Row, RowError
 from tutor.models import Grade, Question
 
 
@@ -66,6 +66,12 @@ class Scorer:
         # max_concurrency, so this many answers keep it busy without queueing the whole batch on it.
         with ThreadPoolExecutor(max(1, self.judge_threads), thread_name_prefix="batch-judge") as pool:
             return list(pool.map(judged, zip(items, grades, strict=True)))
+
+    def out_lines(self, rows: Sequence[Row]) -> list[str]:
+        """The OUT lines of a batch, in its order: a grade row for each Item (all graded in one `grade`
+        call), the error row for each RowError."""
+        grades = iter(self.grade([r for r in rows if isinstance(r, Item)]))
+        return [graded_row(r, next(grades)) if isinstance(r, Item) else error_row(r) for r in rows]
 
 
 def graded_row(item: Item, grade: Grade) -> str:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tutor import text as T
-from tutor.embed import CachedEmbedder, default_embedder
+from tutor.embed import CachedEmbedder, Embedder, default_embedder
 from tutor.evals import metrics as M
 from tutor.evals.dataset import ORDINAL, EvalRow, LoadIssue
 from tutor.grader import EmbeddingGrader, Thresholds, grader_kind
@@ -44,15 +44,18 @@ def make_grader(
     settings (its own embedding settings come with the model)."""
     if (kind or grader_kind()) == "embedding":
         return make_embedding_grader(thresholds, cache_answers)
-    inner = default_embedder()
-    return LearnedGrader(embedder=CachedEmbedder(inner) if cache_answers else inner, thresholds=thresholds)
+    return LearnedGrader(embedder=_answer_embedder(cache_answers), thresholds=thresholds)
 
 
 def make_embedding_grader(
     thresholds: Thresholds | None = None, cache_answers: bool = False
 ) -> EmbeddingGrader:
+    return EmbeddingGrader(embedder=_answer_embedder(cache_answers), thresholds=thresholds)
+
+
+def _answer_embedder(cache_answers: bool) -> Embedder:
     inner = default_embedder()
-    return EmbeddingGrader(embedder=CachedEmbedder(inner) if cache_answers else inner, thresholds=thresholds)
+    return CachedEmbedder(inner) if cache_answers else inner
 
 
 def progress_bar(console: Console | None = None, enabled: bool = True) -> Progress:
