@@ -169,6 +169,15 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path):
         assert res.exit_code == 2 and message in res.output, (args, res.output)
 
 
+def test_an_unusable_grader_is_a_clear_error_before_out_is_touched(tmp_path: Path, monkeypatch):
+    src = write(tmp_path / "in.jsonl", golden_lines(1))
+    monkeypatch.setenv("TUTOR_GRADER", "nope")
+    for engine in ("local", "ray"):
+        res = runner.invoke(app, ["grade-batch", str(src), "--out", str(tmp_path / "o"), "--engine", engine])
+        assert res.exit_code == 2 and "TUTOR_GRADER='nope' is not a grader" in res.output, res.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_out_file_that_is_not_ours_is_refused(tmp_path: Path):
     src = write(tmp_path / "in.jsonl", golden_lines(2))
     out = write(tmp_path / "out.jsonl", ['{"some": "other file"}', '{"id": 1, "verdict": "correct"}'])

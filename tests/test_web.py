@@ -573,3 +573,14 @@ def test_web_command_refuses_a_bad_judge_and_a_busy_port(tutor_home: Path) -> No
         port = s.getsockname()[1]
         busy = runner.invoke(cli_app, ["web", "--port", str(port)])
     assert busy.exit_code == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.output
+
+
+def test_web_command_refuses_an_unusable_grader_before_serving(tutor_home: Path, monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setenv("TUTOR_GRADER", "nope")  # like a missing or damaged trained model: GraderUnavailable
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed
+    res = runner.invoke(cli_app, ["web", "--port", str(port)])
+    assert res.exit_code == 2 and "TUTOR_GRADER='nope' is not a grader" in res.output, res.output

@@ -110,6 +110,7 @@ def grade_batch(
     if output.is_dir():
         fail(f"--out {output} is a directory; pass a file path such as {output / 'graded.jsonl'}")
     bank = _bank()
+    grader = _grader()  # an unusable grader is a clear error before OUT is touched (Ray's driver uses it too)
     scorer = None
     if engine == "ray":
         from tutor.batch.ray_engine import RayUnavailable, _import_ray
@@ -121,7 +122,9 @@ def grade_batch(
         if judge is not None:
             _judge(judge, judge_concurrency)  # a bad spec is refused here, not in every actor
     else:
-        scorer = _scorer(judge, judge_concurrency)
+        from tutor.batch.scoring import Scorer
+
+        scorer = Scorer(grader, _judge(judge, judge_concurrency) if judge is not None else None)
 
     bar = _progress_bar(progress)
     task = bar.add_task("grading", total=None)
@@ -157,9 +160,7 @@ def grade_batch(
             on_start=on_start,
             progress=lambda n: bar.advance(task, n),
         )
-    except DuplicateIds as e:
-        fail(str(e))
-    except OutFileError as e:
+    except (DuplicateIds, OutFileError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         bar.stop()
@@ -203,12 +204,11 @@ def _judge(spec: str, concurrency: int | None) -> Any:
         fail(f"--judge {spec!r}: cannot start the judge: {e}")
 
 
-def _scorer(judge: str | None, concurrency: int | None) -> Any:
-    from tutor.batch.scoring import Scorer
-    from tutor.paths import CalibrationError
+def _grader() -> Any:
+    from tutor.grader import get_grader
+    from tutor.paths import GraderUnavailable
 
-    engine = _judge(judge, concurrency) if judge is not None else None
     try:
-        return Scorer(judge=engine)
-    except CalibrationError as e:
+        return get_grader()
+    except GraderUnavailable as e:  # TUTOR_GRADER unknown, trained model missing or damaged, bad calibration
         fail(str(e))

@@ -76,7 +76,7 @@ def web(
     """Study in the browser: questions, feedback, progress, and a JSON API (docs at /docs)."""
     import uvicorn
 
-    from tutor.paths import CalibrationError
+    from tutor.paths import GraderUnavailable
     from tutor.store import StoreError
     from tutor.web import create_app
 
@@ -101,7 +101,7 @@ def web(
     try:
         from tutor.web.app import warm_grader
 
-        warm_grader(bank.questions)  # here, so a bad calibration is a clear error before serving
+        warm_grader(bank.questions)  # here, so an unusable grader is a clear error before serving
         web_app = create_app(
             bank=bank,
             judge=judge_obj,
@@ -110,7 +110,7 @@ def web(
             allowed_hosts=_loopback_names(host) if local_only else None,
             warm=False,
         )
-    except (CalibrationError, StoreError) as e:
+    except (GraderUnavailable, StoreError) as e:
         fail(str(e))
     err.print(f"Model ready in {time.perf_counter() - t0:.1f} s.")
     out.print(escape(startup_line(host, port)))
