@@ -3,6 +3,7 @@
 Printed:
 - warm `grade` latency inside one process, one answer at a time (rubric embeddings cached, answer not),
   p50/p95, for the learned grader and for the embedding grader alone on the same answers;
+- the pair model's step alone (its features and trees) on the same answers, p50/p95;
 - cold start of `tutor grade ID ANSWER --json` (median of --cold-runs processes, warm OS and rubric caches)
   and the peak RSS of those processes, for both graders.
 
@@ -43,6 +44,29 @@ def warm_latency(kind: str, rows: list, n: int) -> dict[str, float]:
     return {"p50_ms": round(pct(lat, 50) * 1e3, 1), "p95_ms": round(pct(lat, 95) * 1e3, 1), "n": len(lat)}
 
 
+def pair_step(rows: list, n: int) -> dict[str, float]:
+    """The pair model's share of a grade: its features (a Python loop over units x rubric items) and its
+    trees, per answer, on the same answers (encoder and rules not included)."""
+    from tutor.grading.embedding import _polarity_matrices
+    from tutor.grading.learned import LearnedGrader
+
+    e = LearnedGrader().embedding
+    assert e.claims is not None
+    lat = []
+    for r in rows[:n]:
+        p = e._prepare(r.question, r.answer)
+        units = getattr(p, "units", None)
+        if not units:
+            continue  # settled by a guard: no pairs
+        uvec = e.embedder.encode([u.text for u in units])
+        tg = e.targets(r.question)
+        pol, lex, contra = _polarity_matrices(units, tg)
+        t = time.perf_counter()
+        e.claims.probs(e.pair_features(r.question, units, pol, uvec, tg, uvec @ tg.phrasings.T, lex, contra))
+        lat.append(time.perf_counter() - t)
+    return {"p50_ms": round(pct(lat, 50) * 1e3, 2), "p95_ms": round(pct(lat, 95) * 1e3, 2), "n": len(lat)}
+
+
 def cold(kind: str, runs: int) -> dict[str, float]:
     env = {**os.environ, "TUTOR_GRADER": kind}
     answer = "bf16 keeps fp32's 8-bit exponent, so it has the same dynamic range and small gradients do not underflow."
@@ -69,6 +93,7 @@ def main() -> None:
     out = {
         "cpus": os.cpu_count(),
         "warm": {k: warm_latency(k, rows, args.n) for k in ("learned", "embedding")},
+        "pair_step": pair_step(rows, args.n),
         "cold": {k: cold(k, args.cold_runs) for k in ("learned", "embedding")},
     }
     print(json.dumps(out, indent=2))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tutor.grading import train as TR
+from tutor.grading.embedding import EmbeddingGrader
 from tutor.grading.features import FEATURES
 from tutor.grading.learned import TRAINED_DIR, LearnedGrader, LearnedModel
 from tutor.paths import ModelFileError
@@ -34,6 +35,24 @@ ANSWERS = {
         "bf16 is safer because it has more mantissa bits, so it is more precise than fp16.",
         "bf16 is just faster on GPUs, that's the only reason.",
         "fp16 has the larger dynamic range, bf16 overflows more easily.",
+    ],
+}
+
+
+# Coarse on purpose (the whole answer as one span): the pair model needs each of its classes to appear.
+ANNOTATIONS = {
+    "correct": [{"quote": "8-bit exponent", "states": ["exponent_width"], "contradicts": [], "holds": []}],
+    "partial": [
+        {"quote": "bigger range than fp16", "states": ["dynamic_range"], "contradicts": [], "holds": []}
+    ],
+    "incorrect": [
+        {"quote": "more mantissa bits", "states": [], "contradicts": [], "holds": ["more_mantissa"]},
+        {
+            "quote": "fp16 has the larger dynamic range",
+            "states": [],
+            "contradicts": ["dynamic_range"],
+            "holds": [],
+        },
     ],
 }
 
@@ -65,7 +84,7 @@ def _tiny_repo(root: Path) -> Path:
                 "style": "test",
                 "answer": a + twist,
                 "label": label,
-                "annotations": [],
+                "annotations": ANNOTATIONS[label],
                 "rationale": "test",
             }
             for label, answers in ANSWERS.items()
@@ -220,4 +239,5 @@ def test_ad_hoc_question_without_rubric_keeps_the_embedding_verdict(grader):
     answer = "Because frozen water is less dense than the liquid, so it floats."
     g = grader.grade(q, answer)
     assert g.grader.startswith("embedding:") and "p_correct" not in g.signals
-    assert g.model_dump() == grader.embedding.grade(q, answer).model_dump()
+    plain = EmbeddingGrader(thresholds=grader.model.card.thresholds)  # no pair model either
+    assert g.model_dump() == plain.grade(q, answer).model_dump()

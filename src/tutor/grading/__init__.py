@@ -3,6 +3,8 @@
 - ``rules`` live in ``tutor.text``: guards and text measurements (negation, numbers, keyword lists, ...).
 - ``embedding``: the embedding grader. Matches the answer's sentences to the rubric's key points and
   misconceptions; needs no labeled answers, so it grades any rubric. It writes all feedback.
+- ``claims``: a pair model trained on the writers' sentence annotations: which unit states, contradicts or
+  holds which rubric item. It feeds the learned model and names contradicted points in the feedback.
 - ``features`` / ``learned``: a model trained on labeled answers (``make train``, ``train``) that turns the
   embedding grader's measurements and the nearest labeled answers into the verdict and score.
 - ``tutor.judge.fuse``: the optional LLM judge, fused with either grader.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tutor import text as T
 from tutor.embed import CachedEmbedder, Embedder, default_embedder
+from tutor.grading.claims import DENY_REPORT, ClaimModel, claim_signals, pair_features
 from tutor.models import (
     CoveredPoint,
     FoundMisconception,
@@ -132,16 +133,71 @@ class _Prepared:
     flags: list[str]
 
 
+def _polarity_matrices(
+    units: Sequence[T.Unit], tg: _Targets
+) -> tuple[list[T.Polarity], np.ndarray, np.ndarray]:
+    """Per unit its polarity; per (unit, phrasing) the distinctive-term overlap and the contradiction flag."""
+    pol = [T.Polarity.of(u.text) for u in units]
+    lex = np.array(
+        [[T.term_overlap(p.terms, tp.terms, tg.question_terms) for tp in tg.polarity] for p in pol]
+    ).reshape(len(units), len(tg.polarity))
+    contra = np.array([[T.contradicts(p, tp) for tp in tg.polarity] for p in pol], dtype=bool).reshape(
+        len(units), len(tg.polarity)
+    )
+    return pol, lex, contra
+
+
+def _report_denials(
+    q: Question,
+    units: Sequence[T.Unit],
+    probs: np.ndarray,
+    covered: list[CoveredPoint],
+    missed: list[MissedPoint],
+    found: list[FoundMisconception],
+) -> None:
+    """Name every key point the pair model is confident a unit contradicts and the rules did not catch
+    (embeddings hardly see negation), so the feedback says what the learner got backwards."""
+    for k, kp in enumerate(q.key_points):
+        u = int(probs[:, k, 2].argmax()) if len(units) else -1
+        if u < 0 or probs[u, k, 2] < DENY_REPORT or any(f.id == f"contradicts:{kp.id}" for f in found):
+            continue
+        found.append(
+            FoundMisconception(
+                id=f"contradicts:{kp.id}",
+                statement=units[u].text,
+                correction=f"The opposite is true: {kp.text}",
+                sentence=units[u].sentence,
+                similarity=round(float(probs[u, k, 2]), 3),
+            )
+        )
+        covered[:] = [c for c in covered if c.id != kp.id]
+        missed[:] = [m for m in missed if m.id != kp.id]
+        missed.append(
+            MissedPoint(id=kp.id, text=kp.text, required=kp.role == "required", reason="contradicted")
+        )
+
+
 def _ramp(x: float, lo: float, hi: float) -> float:
     return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else float(x >= hi)
 
 
 class EmbeddingGrader:
-    def __init__(self, embedder: Embedder | None = None, thresholds: Thresholds | None = None):
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        thresholds: Thresholds | None = None,
+        claims: ClaimModel | None = None,
+        claims_apply: Callable[[Question], bool] = lambda q: True,
+    ):
         inner = embedder or default_embedder()
         self.embedder = inner
         self.rubric_embedder = inner if isinstance(inner, CachedEmbedder) else CachedEmbedder(inner)
         self.t = thresholds or load_thresholds()
+        # The learned grader's pair model (tutor.grading.claims): adds claim_* signals and names confidently
+        # contradicted key points, on the questions `claims_apply` admits (those the learned model grades).
+        # None for the embedding grader on its own.
+        self.claims = claims
+        self.claims_apply = claims_apply
         self.name = f"embedding:{inner.name}"
         self._targets: dict[str, _Targets] = {}
         self._lock = threading.Lock()
@@ -279,20 +335,16 @@ class EmbeddingGrader:
         self, q: Question, units: list[T.Unit], uvec: np.ndarray, tg: _Targets, text: str, flags: list[str]
     ) -> Grade:
         t = self.t
-        pol = [T.Polarity.of(u.text) for u in units]
         cos = uvec @ tg.phrasings.T  # (units, phrasings)
         ref_sim = float((uvec @ tg.reference).max())
         if max(float(cos.max()), ref_sim) < t.off_topic:
             return self._zero(
                 q, [*flags, "off_topic"], "This answer does not address the question. " + _hint_line(q)
             )
+        pol, lex, contra = _polarity_matrices(units, tg)
         # Hybrid similarity: cosine plus a small bonus for using the phrasing's distinctive terms (those not
         # already in the question). Cosine alone ranks template-alike sentences too close together.
-        lex = np.array(
-            [[T.term_overlap(p.terms, tp.terms, tg.question_terms) for tp in tg.polarity] for p in pol]
-        )
         sim = cos + t.lexical_weight * lex
-        contra = np.array([[T.contradicts(p, tp) for tp in tg.polarity] for p in pol], dtype=bool)
         consistent = np.where(contra, -1.0, sim)
         opposed = np.where(contra, sim, -1.0)
 
@@ -418,6 +470,10 @@ class EmbeddingGrader:
         if evidenced:
             # The answer states the very number a misconception leads to (e.g. 30 TB from uint16 ids).
             signals["mis_number"] = 1.0
+        probs = None
+        if self.claims is not None and self.claims_apply(q):
+            probs = self.claims.probs(self.pair_features(q, units, pol, uvec, tg, cos, lex, contra))
+            signals.update(claim_signals(q, probs))
 
         if numeric is not None:
             signals["numeric_right"] = float(numeric.correct)
@@ -439,6 +495,10 @@ class EmbeddingGrader:
             verdict = "partial"
         else:
             verdict = "incorrect"
+        if probs is not None:
+            # After the score and verdict, which stay the rules' own (a feature and a baseline); the learned
+            # grader that owns the pair model replaces both.
+            _report_denials(q, units, probs, covered, missed, found)
         grade = Grade(
             question_id=q.id,
             score=round(score, 3),
@@ -454,6 +514,30 @@ class EmbeddingGrader:
         )
         grade.feedback = feedback_text(grade)
         return grade
+
+    def pair_features(
+        self,
+        q: Question,
+        units: Sequence[T.Unit],
+        pol: Sequence[T.Polarity],
+        uvec: np.ndarray,
+        tg: _Targets,
+        cos: np.ndarray,
+        lex: np.ndarray,
+        contra: np.ndarray,
+    ) -> np.ndarray:
+        return pair_features(q, units, pol, uvec, tg, cos, lex, contra, self.t.lexical_weight)
+
+    def pair_inputs(self, q: Question, answer: str) -> tuple[list[T.Unit], np.ndarray] | None:
+        """The units the grader would compare and their (units, items, features) pair features; None when a
+        guard settles the answer. Training the pair model reads these (tutor.grading.train)."""
+        p = self._prepare(q, answer)
+        if isinstance(p, Grade):
+            return None
+        uvec = self.embedder.encode([u.text for u in p.units])
+        tg = self.targets(q)
+        pol, lex, contra = _polarity_matrices(p.units, tg)
+        return p.units, self.pair_features(q, p.units, pol, uvec, tg, uvec @ tg.phrasings.T, lex, contra)
 
     def _zero(self, q: Question, flags: list[str], message: str) -> Grade:
         return Grade(

@@ -1,8 +1,10 @@
 """What the learned verdict model reads, defined once for training and for grading so the two cannot drift.
 
-Two kinds of evidence about one answer:
+Three kinds of evidence about one answer:
 - the embedding grader's measurements (``Grade.signals``: key-point coverage, similarities, misconceptions,
   the numeric check) and its flags;
+- the pair model's summary of which sentence states, contradicts or holds which rubric item
+  (``tutor.grading.claims``, ``CLAIM_SIGNALS``);
 - labeled answers to the same question (*exemplars*): how close the answer is to the nearest correct,
   partial and incorrect answers written by other people. The rubric itself always adds a few: its
   reference explanation is a correct answer, each phrasing of a misconception an incorrect one. So a
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tutor.grading.claims import CLAIM_SIGNALS
 from tutor.models import VERDICTS, Grade
 
 SIGNALS = (
@@ -54,6 +57,7 @@ FEATURES: tuple[str, ...] = (
     "answer_question_cos",
     *(f"flag_{f}" for f in FLAGS),
     *EXEMPLAR,
+    *CLAIM_SIGNALS,
 )
 # Neighbours vote with weights exp(cos / T): sharp enough that a near-duplicate outvotes ten loose matches.
 EXEMPLAR_TEMPERATURE = 0.05
@@ -119,6 +123,7 @@ def feature_row(
     ]
     row += [float(f in grade.flags) for f in FLAGS]
     row += exemplar_features(answer_vec, *exemplars)
+    row += [float(s.get(k, float("nan"))) for k in CLAIM_SIGNALS]
     assert len(row) == len(FEATURES)
     return np.asarray(row, dtype=np.float32)
 

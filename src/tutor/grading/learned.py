@@ -8,7 +8,8 @@ one covers a lot. A gradient-boosted tree model trained on labeled answers (``ma
 ``tutor.grading.train`` and ``trained/MODEL_CARD.md``) makes that decision.
 
 The model files live in ``trained/``: ``verdict.onnx`` (the trees, run by onnxruntime, which the embedder
-already loads), ``exemplars.npz`` (whole-answer embeddings of the labeled training answers, by question)
+already loads), ``claims.onnx`` (the pair model of ``tutor.grading.claims``, whose summary is among the
+features), ``exemplars.npz`` (whole-answer embeddings of the labeled training answers, by question)
 and ``card.json`` (feature names, decision cut-offs, the embedding thresholds it was trained with, the
 sha256 of each file). Every file's sha256 is checked at load.
 """
@@ -24,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tutor.embed import Embedder, default_embedder
+from tutor.grading.claims import ClaimModel
 from tutor.grading.embedding import EmbeddingGrader, Thresholds, feedback_text, load_thresholds
 from tutor.grading.features import FEATURES, Exemplars, feature_row, merge, rubric_exemplars
 from tutor.models import VERDICTS, Grade, Question, Verdict
@@ -61,9 +63,12 @@ def _sha256(path: Path) -> str:
 class LearnedModel:
     """The verdict model and its exemplars, loaded from a trained/ directory and checked."""
 
-    def __init__(self, card: ModelCard, session: Any, exemplars: Exemplars, directory: Path):
+    def __init__(
+        self, card: ModelCard, session: Any, claims: ClaimModel, exemplars: Exemplars, directory: Path
+    ):
         self.card = card
         self.session = session
+        self.claims = claims
         self.exemplars = exemplars
         self.directory = directory
 
@@ -87,7 +92,7 @@ class LearnedModel:
                 raise ModelFileError(f"{path}: missing (listed in {card_path.name}). {REBUILD}")
             if _sha256(path) != digest:
                 raise ModelFileError(f"{path}: damaged (sha256 differs from {card_path.name}). {REBUILD}")
-        for required in ("verdict.onnx", "exemplars.npz"):
+        for required in ("verdict.onnx", "claims.onnx", "exemplars.npz"):
             if required not in card.files:
                 raise ModelFileError(f"{card_path}: lists no {required}. {REBUILD}")
         import onnxruntime as ort
@@ -102,7 +107,7 @@ class LearnedModel:
                 qids=z["qids"].astype(str),
                 groups=z["groups"].astype(str),
             )
-        return cls(card, session, ex, d)
+        return cls(card, session, ClaimModel.from_onnx(str(d / "claims.onnx")), ex, d)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n, features) -> (n, 3) probabilities in VERDICTS order (incorrect, partial, correct)."""
@@ -156,7 +161,12 @@ class LearnedGrader:
     ):
         self.model = model or LearnedModel.load()
         card = self.model.card
-        self.embedding = EmbeddingGrader(embedder=embedder or default_embedder(), thresholds=card.thresholds)
+        self.embedding = EmbeddingGrader(
+            embedder=embedder or default_embedder(),
+            thresholds=card.thresholds,
+            claims=self.model.claims,
+            claims_apply=self.applies,
+        )
         self.embedder = self.embedding.embedder
         # Judge fusion reads these: the judge settings of the active calibration, with the score bands of
         # this model's cut-offs so a fused score stays inside its verdict's band.

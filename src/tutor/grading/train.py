@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tutor.embed import CachedEmbedder, Embedder, default_embedder
+from tutor.grading.claims import CLASSES, DENY_REPORT, PAIR_FEATURES, ClaimModel, pair_labels
 from tutor.grading.embedding import EmbeddingGrader, Thresholds, load_thresholds
 from tutor.grading.features import FEATURES, Exemplars, feature_row, merge, rubric_exemplars
 from tutor.models import VERDICTS, Question
@@ -56,6 +57,9 @@ class LabeledRow:
     label: str
     group: str  # the writer: rows of one group are never each other's exemplars
     source: str  # golden | writers
+    # The writer's sentence annotations (which quoted span states, contradicts or holds which rubric item);
+    # None where the set has none (the golden set). The pair model (tutor.grading.claims) learns from them.
+    annotations: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -97,7 +101,9 @@ def load_dataset(root: Path | None = None) -> Dataset:
     for f in sorted((evals / "writers").glob("*/ch*.jsonl")):
         for r in _jsonl(f):
             label = final.get(r["id"], r["label"])
-            row = LabeledRow(r["id"], r["question_id"], r["answer"], label, r["writer"], "writers")
+            row = LabeledRow(
+                r["id"], r["question_id"], r["answer"], label, r["writer"], "writers", r.get("annotations")
+            )
             (ds.tests["writers-test"] if r["writer"] in test_writers else ds.train).append(row)
     return ds
 
@@ -129,12 +135,15 @@ def featurize(
     pool: Exemplars,
     tick: Callable[[], None] = lambda: None,
     exclude_own_group: bool = True,
+    claims: Callable[[LabeledRow], ClaimModel | None] = lambda r: None,
 ) -> Featurized:
     """Features of labeled rows. Training rows never see exemplars by their own writer; test rows see the
-    whole pool, exactly as the shipped grader does."""
+    whole pool, exactly as the shipped grader does. `claims` gives the pair model each row is graded with
+    (in training, one that never saw the row's writer)."""
     xs, alone, verdicts, guarded = [], [], [], []
     for r, v in zip(rows, vecs, strict=True):
         q = bank.get(r.question_id)
+        grader.claims = claims(r)
         g = grader.grade(q, r.answer)
         tg = grader.targets(q)
         own = rubric_exemplars(tg.reference, tg.misconception_vecs)
@@ -222,6 +231,36 @@ def grouped_oof(
     return oof
 
 
+def question_held_out(
+    f: Featurized,
+    folds: list[np.ndarray],
+    rows: Sequence[LabeledRow],
+    bank: QuestionBank,
+    grader: EmbeddingGrader,
+    vecs: np.ndarray,
+    pool: Exemplars,
+    pairs: PairData,
+) -> Featurized:
+    """`f`, with each question fold's rubric-only rows recomputed by a pair model that never saw those
+    questions, as a newly added question is graded. (The rows the verdict model trains on keep their
+    writer-held-out claim features, from pair models that saw every question: a small optimism left.)"""
+    x_alone = f.x_alone.copy()
+    for idx in folds:
+        held = set(f.qids[idx].tolist())
+        keep = ~np.isin(pairs.qids, list(held))
+        if len(set(pairs.y[keep].tolist())) < len(CLASSES):
+            continue  # too few annotated questions to hold any out (a tiny training set)
+        claims = as_claim_model(fit_claims(pairs, keep))
+        sub = [rows[i] for i in idx]
+        x_alone[idx] = featurize(sub, bank, grader, vecs[idx], pool, claims=_always(claims)).x_alone
+    grader.claims = None
+    return Featurized(f.x, x_alone, f.y, f.groups, f.qids, f.emb_verdict, f.guarded)
+
+
+def _always(claims: ClaimModel) -> Callable[[LabeledRow], ClaimModel]:
+    return lambda r: claims
+
+
 def writer_folds(f: Featurized) -> list[np.ndarray]:
     return [np.where(f.groups == g)[0] for g in sorted(set(f.groups.tolist()))]
 
@@ -230,6 +269,112 @@ def question_folds(f: Featurized, k: int = 5, seed: int = SEED) -> list[np.ndarr
     qs = sorted(set(f.qids.tolist()))
     random.Random(seed).shuffle(qs)
     return [np.where(np.isin(f.qids, qs[i::k]))[0] for i in range(k)]
+
+
+# ------------------------------------------------------------------------------------------ pair model
+
+# Fixed, not searched: the pair model is scored on its own by writer-grouped CV (card.json, `claims`).
+CLAIM_PARAMS: dict[str, Any] = {
+    "max_iter": 200,
+    "learning_rate": 0.1,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+}
+
+
+@dataclass
+class PairData:
+    """Every annotated training answer's (unit, item) pair features and labels, flattened."""
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray  # the answer's writer, per pair
+    qids: np.ndarray
+    kinds: np.ndarray  # item kind per pair (0 required, 1 supporting key point, 2 misconception)
+    answers: np.ndarray  # the answer's id, per pair
+    verdicts: np.ndarray  # the answer's label, per pair
+
+
+def pair_data(rows: Sequence[LabeledRow], bank: QuestionBank, grader: EmbeddingGrader) -> PairData:
+    xs, ys, gs, qs, ids, labels = [], [], [], [], [], []
+    for r in rows:
+        if r.annotations is None:
+            continue
+        q = bank.get(r.question_id)
+        got = grader.pair_inputs(q, r.answer)
+        if got is None:
+            continue
+        units, feats = got
+        y = pair_labels(q, units, r.annotations)
+        xs.append(feats.reshape(-1, feats.shape[-1]))
+        ys.append(y.reshape(-1))
+        gs += [r.group] * y.size
+        qs += [r.question_id] * y.size
+        ids += [r.id] * y.size
+        labels += [r.label] * y.size
+    if not xs or len(set(np.concatenate(ys).tolist())) < len(CLASSES):
+        raise ValueError(
+            "the writer batches' annotations must contain each of: a span that states or holds a rubric item, "
+            "one that contradicts a key point, and text that does neither (evals/writers/README.md)"
+        )
+    x = np.vstack(xs)
+    return PairData(
+        x,
+        np.concatenate(ys),
+        np.array(gs),
+        np.array(qs),
+        x[:, 0].astype(np.int64),
+        np.array(ids),
+        np.array(labels),
+    )
+
+
+def fit_claims(d: PairData, mask: np.ndarray | None = None, seed: int = SEED) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    m = np.ones(len(d.y), bool) if mask is None else mask
+    return HistGradientBoostingClassifier(random_state=seed, early_stopping=False, **CLAIM_PARAMS).fit(
+        d.x[m], d.y[m]
+    )
+
+
+def claims_cv(d: PairData) -> dict[str, Any]:
+    """The pair model on its own, writer-grouped: average precision and P/R/F1 at 0.5 per class."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    oof = np.zeros((len(d.y), len(CLASSES)))
+    for g in sorted(set(d.groups.tolist())):
+        te = d.groups == g
+        if (~te).any():
+            oof[te] = fit_claims(d, ~te).predict_proba(d.x[te])
+    out: dict[str, Any] = {}
+    for name, c, kinds in (("states", 1, (0, 1)), ("holds", 1, (2,)), ("contradicts", 2, (0, 1))):
+        k = np.isin(d.kinds, kinds)
+        yy, pp = d.y[k] == c, oof[k, c]
+        if not yy.any():
+            continue
+        pr, rc, f1, _ = precision_recall_fscore_support(yy, pp >= 0.5, average="binary", zero_division=0)
+        out[name] = {
+            "positives": int(yy.sum()),
+            "average_precision": round(float(average_precision_score(yy, pp)), 3),
+            "precision": round(float(pr), 3),
+            "recall": round(float(rc), 3),
+            "f1": round(float(f1), 3),
+        }
+    # What a learner would read: the answers in which a contradiction gets named, by their label.
+    named = (d.kinds < 2) & (oof[:, 2] >= DENY_REPORT)
+    first = np.unique(d.answers, return_index=True)[1]
+    out["contradiction_named"] = {
+        "threshold": DENY_REPORT,
+        "answers": {v: len(set(d.answers[named & (d.verdicts == v)].tolist())) for v in VERDICTS},
+        "of": {v: int((d.verdicts[first] == v).sum()) for v in VERDICTS},
+    }
+    return out
+
+
+def as_claim_model(trees: Any) -> ClaimModel:
+    return ClaimModel(trees.predict_proba)
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -309,6 +454,7 @@ def _sha256_bytes(b: bytes) -> str:
 def write_model(
     out: Path,
     model: Any,
+    claims: Any,
     pool: Exemplars,
     row_ids: Sequence[str],
     cuts: tuple[float, float],
@@ -333,12 +479,16 @@ def write_model(
         groups=pool.groups.astype("U16"),
         ids=np.array(list(row_ids), dtype="U40"),
     )
-    files = {"verdict.onnx": onnx_bytes, "exemplars.npz": buf.getvalue()}
+    files = {
+        "verdict.onnx": onnx_bytes,
+        "claims.onnx": tree_onnx(claims, len(PAIR_FEATURES)),
+        "exemplars.npz": buf.getvalue(),
+    }
     card_path = out / "card.json"
     card_path.unlink(missing_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
-    digest = hashlib.sha256(onnx_bytes + buf.getvalue()).hexdigest()[:8]
+    digest = hashlib.sha256(b"".join(files.values())).hexdigest()[:8]
     card = ModelCard(
         version=f"verdict-{datetime.now(UTC):%Y%m%d}-{digest}",
         features=list(FEATURES),
@@ -416,8 +566,27 @@ def run_training(
     with _progress() as bar:
         vecs = answer_vectors(ds.train, emb)
         pool = make_pool(ds.train, vecs)
+        # The pair model first: each training row's claim features come from a model that never saw its
+        # writer's annotations (rows without annotations, the golden set's, from the model of all writers).
+        task = bar.add_task("pair model", total=1)
+        pairs = pair_data(ds.train, bank, grader)
+        claims_trees = fit_claims(pairs)
+        claims_full = as_claim_model(claims_trees)
+        by_writer = {
+            g: as_claim_model(fit_claims(pairs, pairs.groups != g))
+            for g in sorted(set(pairs.groups.tolist()))
+        }
+        bar.advance(task)
         task = bar.add_task("features (train)", total=len(ds.train))
-        f = featurize(ds.train, bank, grader, vecs, pool, tick=lambda: bar.advance(task))
+        f = featurize(
+            ds.train,
+            bank,
+            grader,
+            vecs,
+            pool,
+            tick=lambda: bar.advance(task),
+            claims=lambda r: by_writer.get(r.group, claims_full),
+        )
         folds = writer_folds(f)
         task = bar.add_task("writer-grouped CV", total=len(grid) * len(folds))
         scored = []
@@ -436,9 +605,12 @@ def run_training(
         for g in sorted(set(f.groups.tolist()))
     }
     qfolds = question_folds(f)
-    q_oof = grouped_oof(f, params, qfolds, rubric_only_test=True)
+    q_oof = grouped_oof(
+        question_held_out(f, qfolds, ds.train, bank, grader, vecs, pool, pairs), params, qfolds, True
+    )
     q_cv = qwk(f.y, verdicts_from(expected_score(q_oof), *cuts))
     model = fit(f.x, f.x_alone, f.y, params)
+    grader.claims = claims_full
     training: dict[str, Any] = {
         "data": {
             "train_rows": len(ds.train),
@@ -450,6 +622,12 @@ def run_training(
         },
         "seed": SEED,
         "hyperparameters": params,
+        "claims": {
+            "hyperparameters": CLAIM_PARAMS,
+            "pairs": len(pairs.y),
+            "labels": {c: int((pairs.y == i).sum()) for i, c in enumerate(CLASSES)},
+            "writer_grouped_cv": claims_cv(pairs),
+        },
         "grid": list(grid),
         "cv": {
             "writer_grouped_qwk": round(best_cv, 3),
@@ -464,13 +642,13 @@ def run_training(
         "train_seconds": None,
     }
     if evaluate_tests:
-        training["test"] = evaluate(model.predict_proba, cuts, ds, bank, grader, emb, pool)
+        training["test"] = evaluate(model.predict_proba, cuts, ds, bank, grader, emb, pool, claims_full)
         for name, m in training["test"].items():
             log(
                 f"test {name}: QWK {m['qwk']} (95% CI {m['qwk_ci'][0]}-{m['qwk_ci'][1]}), accuracy {m['accuracy']}, embedding grader {m['embedding_qwk']}"
             )
     training["train_seconds"] = round(time.perf_counter() - t0, 1)
-    write_model(out, model, pool, [r.id for r in ds.train], cuts, th, emb.name, training)
+    write_model(out, model, claims_trees, pool, [r.id for r in ds.train], cuts, th, emb.name, training)
     return training
 
 
@@ -482,6 +660,7 @@ def evaluate(
     grader: EmbeddingGrader,
     emb: Embedder,
     pool: Exemplars,
+    claims: ClaimModel,
 ) -> dict[str, Any]:
     """Metrics on each test set, computed after the model is fixed (report only), with the same decision
     rules as grading (LearnedModel.decide)."""
@@ -494,7 +673,15 @@ def evaluate(
     for name, rows in ds.tests.items():
         if not rows:
             continue
-        f = featurize(rows, bank, grader, answer_vectors(rows, emb), pool, exclude_own_group=False)
+        f = featurize(
+            rows,
+            bank,
+            grader,
+            answer_vectors(rows, emb),
+            pool,
+            exclude_own_group=False,
+            claims=lambda r: claims,
+        )
         probs = predict(f.x)
         probs[f.guarded] = [1.0, 0.0, 0.0]  # as in grading: the guard's incorrect stands
         pred = np.array(
@@ -534,8 +721,13 @@ def write_model_card_md(directory: Path) -> Path:
         "score is the expected grade (partial = 0.5); the verdict comes from two cut-offs on it",
         f"(partial >= {card.cut_partial}, correct >= {card.cut_correct}). Feedback (covered, missed points,",
         "misconceptions) still comes from the embedding grader. Files: `verdict.onnx` (the trees),",
-        "`exemplars.npz` (float16 whole-answer embeddings of the training answers, labels, question ids,",
+        "`claims.onnx` (the pair model below), `exemplars.npz` (float16 whole-answer embeddings of the training answers, labels, question ids,",
         "writer groups, row ids), `card.json`; each file's sha256 is in card.json and checked at load.",
+        "",
+        "The pair model (`claims.onnx`, `tutor.grading.claims`): gradient-boosted trees over 21 measurements",
+        "of each (answer unit, rubric item) pair, trained on the writers' sentence annotations to give",
+        "P(neither / asserts / denies); its answer-level summary (`claim_*`) is among the verdict model's",
+        "features, and a unit it is confident contradicts a key point is named in the feedback.",
         "",
         "## Data",
         f"- {data.get('train_rows')} labeled training answers to the 40 questions: the golden set's train split",
@@ -563,6 +755,26 @@ def write_model_card_md(directory: Path) -> Path:
         f"  Per held-out writer: {', '.join(f'{k} {v}' for k, v in cv.get('writer_grouped_per_writer', {}).items())}.",
         f"- Question-grouped CV: {cv.get('question_grouped_qwk')} ({cv.get('question_grouped_note')}).",
     ]
+    claims = t.get("claims", {})
+    if claims:
+        lines.append(
+            f"- Pair model, writer-grouped CV over {claims.get('pairs')} (unit, item) pairs"
+            f" ({', '.join(f'{k} {v}' for k, v in claims.get('labels', {}).items())}), hyperparameters"
+            f" {json.dumps(claims.get('hyperparameters'))}:"
+        )
+        cv_claims = dict(claims.get("writer_grouped_cv", {}))
+        named = cv_claims.pop("contradiction_named", None)
+        for name, m in cv_claims.items():
+            lines.append(
+                f"  {name}: average precision {m['average_precision']}; at P >= 0.5 precision {m['precision']},"
+                f" recall {m['recall']}, F1 {m['f1']} ({m['positives']} positive pairs)."
+            )
+        if named:
+            lines.append(
+                f"  Feedback names a contradiction (P(denies) >= {named['threshold']}) in "
+                + ", ".join(f"{named['answers'][v]} of {named['of'][v]} {v}" for v in named["of"])
+                + " training-batch answers (out of fold)."
+            )
     for name, m in t.get("test", {}).items():
         lines.append(
             f"- Test, {name} ({m['n']} answers): QWK {m['qwk']} (95% bootstrap CI {m['qwk_ci'][0]}-{m['qwk_ci'][1]}),"
@@ -578,7 +790,8 @@ def write_model_card_md(directory: Path) -> Path:
         "- English only. Without labeled answers to a question the model has only the rubric's exemplars",
         "  (see question-grouped CV).",
         "- It inherits the embedding grader's blind spots where no exemplar is close: negation and",
-        "  misconceptions phrased unlike the rubric.",
+        "  misconceptions phrased unlike the rubric. The pair model sees negation only through word cues",
+        "  (its contradiction recall is low, see its CV), not through meaning.",
         "- The features depend on the embedding grader's settings recorded in card.json (`thresholds`);",
         "  grading uses those, not the active calibration, so recalibrating does not silently shift the model.",
         "",
