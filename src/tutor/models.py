@@ -159,11 +159,15 @@ class MissedPoint(BaseModel):
 
 
 class FoundMisconception(BaseModel):
-    id: str
+    id: str = Field(description="The misconception's id, or 'contradicts:<key point id>'.")
     statement: str
     correction: str
     sentence: str
-    similarity: float
+    similarity: float = Field(
+        description="How strongly the learner's unit matches: its similarity to the misconception or key "
+        "point, or, for a contradiction the learned grader's pair model named, its P(contradicts); 0 for "
+        "one the LLM judge named."
+    )
 
 
 class NumericResult(BaseModel):
