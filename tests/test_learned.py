@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tutor.grading import train as TR
-from tutor.grading.embedding import EmbeddingGrader
+from tutor.grading.embedding import EmbeddingGrader, Thresholds
 from tutor.grading.features import FEATURES
 from tutor.grading.learned import TRAINED_DIR, LearnedGrader, LearnedModel
 from tutor.paths import ModelFileError
@@ -228,7 +228,7 @@ def test_grade_many_equals_grade(grader, bank):
     ]
 
 
-def test_ad_hoc_question_without_rubric_keeps_the_embedding_verdict(grader):
+def test_ad_hoc_question_without_rubric_keeps_the_embedding_verdict(grader, bank):
     # An external dataset's question (reference answer only, no misconceptions, no labeled answers): the
     # model was not built for it and measured worse there, so the embedding grade stands, and says so.
     from tutor.evals.dataset import external_question
@@ -239,5 +239,10 @@ def test_ad_hoc_question_without_rubric_keeps_the_embedding_verdict(grader):
     answer = "Because frozen water is less dense than the liquid, so it floats."
     g = grader.grade(q, answer)
     assert g.grader.startswith("embedding:") and "p_correct" not in g.signals
-    plain = EmbeddingGrader(thresholds=grader.model.card.thresholds)  # no pair model either
+    # ...with the default thresholds, not the calibration fitted on this project's rubrics, and no pair model.
+    plain = EmbeddingGrader(thresholds=Thresholds())
     assert g.model_dump() == plain.grade(q, answer).model_dump()
+    assert grader.model.card.thresholds != Thresholds()  # so the comparison can tell the two apart
+    # In a batch mixed with the project's own questions, each keeps its own grader.
+    mixed = grader.grade_many([(q, answer), (bank.get("ch13-1"), ANSWERS["correct"][0])])
+    assert mixed[0].model_dump() == g.model_dump() and mixed[1].grader.startswith("learned:")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -187,17 +187,14 @@ class EmbeddingGrader:
         embedder: Embedder | None = None,
         thresholds: Thresholds | None = None,
         claims: ClaimModel | None = None,
-        claims_apply: Callable[[Question], bool] = lambda q: True,
     ):
         inner = embedder or default_embedder()
         self.embedder = inner
         self.rubric_embedder = inner if isinstance(inner, CachedEmbedder) else CachedEmbedder(inner)
         self.t = thresholds or load_thresholds()
         # The learned grader's pair model (tutor.grading.claims): adds claim_* signals and names confidently
-        # contradicted key points, on the questions `claims_apply` admits (those the learned model grades).
-        # None for the embedding grader on its own.
+        # contradicted key points. None for the embedding grader on its own.
         self.claims = claims
-        self.claims_apply = claims_apply
         self.name = f"embedding:{inner.name}"
         self._targets: dict[str, _Targets] = {}
         self._lock = threading.Lock()
@@ -471,7 +468,7 @@ class EmbeddingGrader:
             # The answer states the very number a misconception leads to (e.g. 30 TB from uint16 ids).
             signals["mis_number"] = 1.0
         probs = None
-        if self.claims is not None and self.claims_apply(q):
+        if self.claims is not None:
             probs = self.claims.probs(self.pair_features(q, units, pol, uvec, tg, cos, lex, contra))
             signals.update(claim_signals(q, probs))
 

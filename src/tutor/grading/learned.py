@@ -162,12 +162,14 @@ class LearnedGrader:
         self.model = model or LearnedModel.load()
         card = self.model.card
         self.embedding = EmbeddingGrader(
-            embedder=embedder or default_embedder(),
-            thresholds=card.thresholds,
-            claims=self.model.claims,
-            claims_apply=self.applies,
+            embedder=embedder or default_embedder(), thresholds=card.thresholds, claims=self.model.claims
         )
         self.embedder = self.embedding.embedder
+        # A question the model was not built for (neither labeled answers nor a rubric's misconceptions: an
+        # external dataset's ad-hoc question, whose rubric is one reference answer) gets the embedding grade,
+        # with the hand-set default thresholds: the calibration was fitted on this project's rubrics, and on
+        # the external datasets' train splits the defaults rank answers at least as well (evals/RESULTS.md).
+        self.fallback = EmbeddingGrader(embedder=self.embedder, thresholds=Thresholds())
         # Judge fusion reads these: the judge settings of the active calibration, with the score bands of
         # this model's cut-offs so a fused score stays inside its verdict's band.
         calib = thresholds or load_thresholds()
@@ -176,7 +178,8 @@ class LearnedGrader:
         self._labeled = self.model.exemplars.questions()
 
     def warm(self, questions: Sequence[Question]) -> None:
-        self.embedding.warm(questions)
+        self.embedding.warm([q for q in questions if self.applies(q)])
+        self.fallback.warm([q for q in questions if not self.applies(q)])
 
     def applies(self, q: Question) -> bool:
         """Whether the model grades this question (else the embedding grader's verdict stands)."""
@@ -192,26 +195,25 @@ class LearnedGrader:
 
     def grade_many(self, items: Sequence[tuple[Question, str]]) -> list[Grade]:
         """Grade several answers: one encoder call for every unit and whole answer, one model call."""
-        bases, answer_vecs = self.embedding.grade_and_embed(items, [self.applies(q) for q, _ in items])
-        # Guard grades (empty, off-topic...) stand. So does the embedding grade of a question the model was
-        # not built for: one with neither labeled answers nor a rubric's misconceptions (an ad-hoc question
-        # from an external dataset, whose rubric is just a reference answer). There the model measured
-        # worse than the embedding grader (evals/RESULTS.md, external benchmarks).
-        todo = [
-            (i, v)
-            for i, (g, v) in enumerate(zip(bases, answer_vecs, strict=True))
-            if g.signals and v is not None
-        ]
-        out = [self._standing(b, q) for b, (q, _) in zip(bases, items, strict=True)]
-        if not todo:
-            return out
-        x = np.stack([self.features(items[i][0], items[i][1], bases[i], v) for i, v in todo])
-        for (i, _), p in zip(todo, self.model.predict_proba(x), strict=True):
-            out[i] = self._final(bases[i], p)
-        return out
-
-    def _standing(self, base: Grade, q: Question) -> Grade:
-        return base if not self.applies(q) else base.model_copy(update={"grader": self.name})
+        out: list[Grade | None] = [None] * len(items)
+        other = [i for i, (q, _) in enumerate(items) if not self.applies(q)]
+        if other:
+            for i, g in zip(other, self.fallback.grade_many([items[i] for i in other]), strict=True):
+                out[i] = g
+        own = [i for i, (q, _) in enumerate(items) if self.applies(q)]
+        bases, answer_vecs = self.embedding.grade_and_embed([items[i] for i in own], [True] * len(own))
+        todo = []
+        for i, g, v in zip(own, bases, answer_vecs, strict=True):
+            if g.signals and v is not None:
+                todo.append((i, g, v))
+            else:  # a guard's grade (empty, off-topic...) stands
+                out[i] = g.model_copy(update={"grader": self.name})
+        if todo:
+            x = np.stack([self.features(items[i][0], items[i][1], g, v) for i, g, v in todo])
+            for (i, g, _), p in zip(todo, self.model.predict_proba(x), strict=True):
+                out[i] = self._final(g, p)
+        assert all(g is not None for g in out)
+        return [g for g in out if g is not None]
 
     def _final(self, base: Grade, p: np.ndarray) -> Grade:
         wrong_number = base.numeric is not None and bool(base.numeric.found) and not base.numeric.correct
