@@ -47,6 +47,7 @@ def warm_latency(kind: str, rows: list, n: int) -> dict[str, float]:
 def pair_step(rows: list, n: int) -> dict[str, float]:
     """The pair model's share of a grade: its features (a Python loop over units x rubric items) and its
     trees, per answer, on the same answers (encoder and rules not included)."""
+    from tutor.grading.claims import pair_features
     from tutor.grading.embedding import _polarity_matrices
     from tutor.grading.learned import LearnedGrader
 
@@ -62,7 +63,8 @@ def pair_step(rows: list, n: int) -> dict[str, float]:
         tg = e.targets(r.question)
         pol, lex, contra = _polarity_matrices(units, tg)
         t = time.perf_counter()
-        e.claims.probs(e.pair_features(r.question, units, pol, uvec, tg, uvec @ tg.phrasings.T, lex, contra))
+        cos = uvec @ tg.phrasings.T
+        e.claims.probs(pair_features(r.question, units, pol, uvec, tg, cos, lex, contra, e.t.lexical_weight))
         lat.append(time.perf_counter() - t)
     return {"p50_ms": round(pct(lat, 50) * 1e3, 2), "p95_ms": round(pct(lat, 95) * 1e3, 2), "n": len(lat)}
 

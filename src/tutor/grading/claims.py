@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,49 +94,54 @@ def pair_features(
     cols = [[j for j, o in enumerate(tg.owner) if o == own] for own in owners]
     hyb = cos + lexical_weight * lex
     best_col = np.stack([np.asarray(c)[cos[:, c].argmax(axis=1)] for c in cols], axis=1)  # (u, items)
-    c_item = np.take_along_axis(cos, best_col, axis=1)
+    c_item = np.take_along_axis(cos, best_col, axis=1)  # (u, items): each item's best cosine
     kinds = np.array(
         [(0 if q.key_points[i].role == "required" else 1) if kind == "kp" else 2 for kind, i in owners],
         dtype=np.float32,
     )
     is_kp = kinds < 2
-    out = np.zeros((n_u, n_i, len(PAIR_FEATURES)), np.float32)
-    uq = uvec @ tg.question
-    ur = uvec @ tg.reference
-    for u in range(n_u):
-        row = c_item[u]
+
+    # The numeric columns for all units at once, one item at a time; a Python loop over (unit, item)
+    # pairs cost most of the pair model's time per answer.
+    def best_of_others(j: int, among: np.ndarray) -> np.ndarray | None:
+        mask = among & (np.arange(n_i) != j)
+        return c_item[:, mask].max(axis=1) if mask.any() else None
+
+    col: dict[str, np.ndarray] = {name: np.zeros((n_u, n_i), np.float32) for name in PAIR_FEATURES}
+    for j in range(n_i):
+        mine = c_item[:, j]
+        other = best_of_others(j, np.ones(n_i, bool))
+        kp_other = best_of_others(j, is_kp)
+        mis_other = best_of_others(j, ~is_kp)
+        col["item_kind"][:, j] = kinds[j]
+        col["cos"][:, j] = mine
+        col["hybrid"][:, j] = hyb[:, cols[j]].max(axis=1)
+        col["margin_all"][:, j] = mine - (other if other is not None else -1.0)
+        col["margin_kp"][:, j] = mine - (kp_other if kp_other is not None else -1.0)
+        col["margin_mis"][:, j] = mine - mis_other if mis_other is not None else -1.0
+        col["contra_any"][:, j] = contra[:, cols[j]].any(axis=1)
+    best_item = c_item.max(axis=1)
+    col["lex"][:] = np.take_along_axis(lex, best_col, axis=1)
+    col["is_best"][:] = c_item >= best_item[:, None]
+    col["contra_best"][:] = np.take_along_axis(contra, best_col, axis=1)
+    col["unit_negated"][:] = np.array([up.negated for up in pol], dtype=np.float32)[:, None]
+    col["unit_words"][:] = np.log1p([len(u.text.split()) for u in units])[:, None]
+    col["unit_is_clause"][:] = np.array([u.text != u.sentence for u in units], dtype=np.float32)[:, None]
+    col["unit_question_cos"][:] = (uvec @ tg.question)[:, None]
+    col["unit_reference_cos"][:] = (uvec @ tg.reference)[:, None]
+    col["unit_best_item_cos"][:] = best_item[:, None]
+    # What needs the texts' polarity: per pair, against the item's best-matching phrasing.
+    for u, up in enumerate(pol):
         for j in range(n_i):
-            others = np.arange(n_i) != j
-            best_other = row[others].max() if others.any() else -1.0
-            kp_others = others & is_kp
-            mis_others = others & ~is_kp
-            p = int(best_col[u, j])
-            tp, up = tg.polarity[p], pol[u]
-            out[u, j] = (
-                kinds[j],
-                row[j],
-                hyb[u, cols[j]].max(),
-                lex[u, p],
-                row[j] - best_other,
-                row[j] - (row[kp_others].max() if kp_others.any() else -1.0),
-                row[j] - row[mis_others].max() if mis_others.any() else -1.0,
-                float(row[j] >= row.max()),
-                float(contra[u, cols[j]].any()),
-                float(contra[u, p]),
-                float(up.negated),
-                float(tp.negated),
-                len(up.negated_terms & (tp.terms - tp.negated_terms))
-                + len(tp.negated_terms & (up.terms - up.negated_terms)),
-                float(T.antonym_clash(up, tp)),
-                float(T.order_flip(up, tp)),
-                len((up.terms & tp.terms) - tg.question_terms),
-                np.log1p(len(units[u].text.split())),
-                float(units[u].text != units[u].sentence),
-                uq[u],
-                ur[u],
-                row.max(),
+            tp = tg.polarity[int(best_col[u, j])]
+            col["item_negated"][u, j] = tp.negated
+            col["neg_scope_hits"][u, j] = len(up.negated_terms & (tp.terms - tp.negated_terms)) + len(
+                tp.negated_terms & (up.terms - up.negated_terms)
             )
-    return out
+            col["antonym"][u, j] = T.antonym_clash(up, tp)
+            col["order_flip"][u, j] = T.order_flip(up, tp)
+            col["shared_terms"][u, j] = len((up.terms & tp.terms) - tg.question_terms)
+    return np.stack([col[name] for name in PAIR_FEATURES], axis=-1)
 
 
 def claim_signals(q: Question, probs: np.ndarray) -> dict[str, float]:
@@ -155,6 +161,16 @@ def claim_signals(q: Question, probs: np.ndarray) -> dict[str, float]:
     }
 
 
+def tree_session(path: Path) -> Any:
+    """An onnxruntime session for a trees model (this pair model, the verdict model): a few hundred small
+    trees, where threads cost more than they save."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class ClaimModel:
     """The pair classifier (ONNX trees, or any object with predict_proba in training)."""
 
@@ -162,12 +178,8 @@ class ClaimModel:
         self._predict = predict
 
     @classmethod
-    def from_onnx(cls, path: str) -> ClaimModel:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    def from_onnx(cls, path: Path) -> ClaimModel:
+        session = tree_session(path)
 
         def predict(x: np.ndarray) -> np.ndarray:
             return np.asarray(session.run(["probabilities"], {"X": x.astype(np.float32)})[0], np.float64)

@@ -37,6 +37,7 @@ from tutor.models import (
     CoveredPoint,
     FoundMisconception,
     Grade,
+    KeyPoint,
     MissedPoint,
     NumericResult,
     Question,
@@ -147,6 +148,18 @@ def _polarity_matrices(
     return pol, lex, contra
 
 
+def _contradiction(kp: KeyPoint, unit: T.Unit, strength: float) -> tuple[FoundMisconception, MissedPoint]:
+    """What feedback says of a key point the learner's unit contradicts: the finding, and the point missed."""
+    finding = FoundMisconception(
+        id=f"contradicts:{kp.id}",
+        statement=unit.text,
+        correction=f"The opposite is true: {kp.text}",
+        sentence=unit.sentence,
+        similarity=round(strength, 3),
+    )
+    return finding, MissedPoint(id=kp.id, text=kp.text, required=kp.role == "required", reason="contradicted")
+
+
 def _report_denials(
     q: Question,
     units: Sequence[T.Unit],
@@ -161,20 +174,10 @@ def _report_denials(
         u = int(probs[:, k, 2].argmax()) if len(units) else -1
         if u < 0 or probs[u, k, 2] < DENY_REPORT or any(f.id == f"contradicts:{kp.id}" for f in found):
             continue
-        found.append(
-            FoundMisconception(
-                id=f"contradicts:{kp.id}",
-                statement=units[u].text,
-                correction=f"The opposite is true: {kp.text}",
-                sentence=units[u].sentence,
-                similarity=round(float(probs[u, k, 2]), 3),
-            )
-        )
+        finding, miss = _contradiction(kp, units[u], float(probs[u, k, 2]))
+        found.append(finding)
         covered[:] = [c for c in covered if c.id != kp.id]
-        missed[:] = [m for m in missed if m.id != kp.id]
-        missed.append(
-            MissedPoint(id=kp.id, text=kp.text, required=kp.role == "required", reason="contradicted")
-        )
+        missed[:] = [*(m for m in missed if m.id != kp.id), miss]
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:
@@ -417,16 +420,9 @@ class EmbeddingGrader:
             req = kp.role == "required"
             if bad_u >= 0 and bad_s >= t.contradiction and bad_s >= ok_s + t.contradiction_margin:
                 credit = 0.0
-                found.append(
-                    FoundMisconception(
-                        id=f"contradicts:{kp.id}",
-                        statement=units[bad_u].text,
-                        correction=f"The opposite is true: {kp.text}",
-                        sentence=units[bad_u].sentence,
-                        similarity=round(bad_s, 3),
-                    )
-                )
-                missed.append(MissedPoint(id=kp.id, text=kp.text, required=req, reason="contradicted"))
+                finding, miss = _contradiction(kp, units[bad_u], bad_s)
+                found.append(finding)
+                missed.append(miss)
             elif credit >= 0.5:
                 covered.append(
                     CoveredPoint(
@@ -469,7 +465,8 @@ class EmbeddingGrader:
             signals["mis_number"] = 1.0
         probs = None
         if self.claims is not None:
-            probs = self.claims.probs(self.pair_features(q, units, pol, uvec, tg, cos, lex, contra))
+            feats = pair_features(q, units, pol, uvec, tg, cos, lex, contra, t.lexical_weight)
+            probs = self.claims.probs(feats)
             signals.update(claim_signals(q, probs))
 
         if numeric is not None:
@@ -512,19 +509,6 @@ class EmbeddingGrader:
         grade.feedback = feedback_text(grade)
         return grade
 
-    def pair_features(
-        self,
-        q: Question,
-        units: Sequence[T.Unit],
-        pol: Sequence[T.Polarity],
-        uvec: np.ndarray,
-        tg: _Targets,
-        cos: np.ndarray,
-        lex: np.ndarray,
-        contra: np.ndarray,
-    ) -> np.ndarray:
-        return pair_features(q, units, pol, uvec, tg, cos, lex, contra, self.t.lexical_weight)
-
     def pair_inputs(self, q: Question, answer: str) -> tuple[list[T.Unit], np.ndarray] | None:
         """The units the grader would compare and their (units, items, features) pair features; None when a
         guard settles the answer. Training the pair model reads these (tutor.grading.train)."""
@@ -534,7 +518,8 @@ class EmbeddingGrader:
         uvec = self.embedder.encode([u.text for u in p.units])
         tg = self.targets(q)
         pol, lex, contra = _polarity_matrices(p.units, tg)
-        return p.units, self.pair_features(q, p.units, pol, uvec, tg, uvec @ tg.phrasings.T, lex, contra)
+        cos = uvec @ tg.phrasings.T
+        return p.units, pair_features(q, p.units, pol, uvec, tg, cos, lex, contra, self.t.lexical_weight)
 
     def _zero(self, q: Question, flags: list[str], message: str) -> Grade:
         return Grade(

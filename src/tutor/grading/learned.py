@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tutor.embed import Embedder, default_embedder
-from tutor.grading.claims import ClaimModel
+from tutor.grading.claims import ClaimModel, tree_session
 from tutor.grading.embedding import EmbeddingGrader, Thresholds, feedback_text, load_thresholds
 from tutor.grading.features import FEATURES, Exemplars, feature_row, merge, rubric_exemplars
 from tutor.models import VERDICTS, Grade, Question, Verdict
@@ -95,11 +95,7 @@ class LearnedModel:
         for required in ("verdict.onnx", "claims.onnx", "exemplars.npz"):
             if required not in card.files:
                 raise ModelFileError(f"{card_path}: lists no {required}. {REBUILD}")
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # a few hundred small trees: threads cost more than they save
-        session = ort.InferenceSession(str(d / "verdict.onnx"), opts, providers=["CPUExecutionProvider"])
+        session = tree_session(d / "verdict.onnx")
         with np.load(d / "exemplars.npz", allow_pickle=False) as z:
             ex = Exemplars(
                 vecs=z["vecs"].astype(np.float32),
@@ -107,7 +103,7 @@ class LearnedModel:
                 qids=z["qids"].astype(str),
                 groups=z["groups"].astype(str),
             )
-        return cls(card, session, ClaimModel.from_onnx(str(d / "claims.onnx")), ex, d)
+        return cls(card, session, ClaimModel.from_onnx(d / "claims.onnx"), ex, d)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(n, features) -> (n, 3) probabilities in VERDICTS order (incorrect, partial, correct)."""

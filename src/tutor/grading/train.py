@@ -139,12 +139,16 @@ def featurize(
 ) -> Featurized:
     """Features of labeled rows. Training rows never see exemplars by their own writer; test rows see the
     whole pool, exactly as the shipped grader does. `claims` gives the pair model each row is graded with
-    (in training, one that never saw the row's writer)."""
+    (in training, one that never saw the row's writer); the grader's own is back in place afterwards."""
     xs, alone, verdicts, guarded = [], [], [], []
+    own_claims = grader.claims
     for r, v in zip(rows, vecs, strict=True):
         q = bank.get(r.question_id)
         grader.claims = claims(r)
-        g = grader.grade(q, r.answer)
+        try:
+            g = grader.grade(q, r.answer)
+        finally:
+            grader.claims = own_claims
         tg = grader.targets(q)
         own = rubric_exemplars(tg.reference, tg.misconception_vecs)
         labeled = pool.select(q.id, exclude_group=r.group if exclude_own_group else None)
@@ -253,7 +257,6 @@ def question_held_out(
         claims = as_claim_model(fit_claims(pairs, keep))
         sub = [rows[i] for i in idx]
         x_alone[idx] = featurize(sub, bank, grader, vecs[idx], pool, claims=_always(claims)).x_alone
-    grader.claims = None
     return Featurized(f.x, x_alone, f.y, f.groups, f.qids, f.emb_verdict, f.guarded)
 
 
@@ -610,7 +613,6 @@ def run_training(
     )
     q_cv = qwk(f.y, verdicts_from(expected_score(q_oof), *cuts))
     model = fit(f.x, f.x_alone, f.y, params)
-    grader.claims = claims_full
     training: dict[str, Any] = {
         "data": {
             "train_rows": len(ds.train),
