@@ -149,6 +149,18 @@ def test_training_end_to_end_writes_a_model_that_loads_and_grades(tmp_path, bank
     assert g.verdict == "correct"
 
 
+def test_a_malformed_annotation_is_named_before_anything_is_written(tmp_path):
+    root = _tiny_repo(tmp_path / "repo")
+    batch = root / "evals" / "writers" / "wx" / "ch13.jsonl"
+    rows = [json.loads(line) for line in batch.read_text().splitlines()]
+    rows[0]["annotations"] = [{"states": ["exponent_width"]}]  # no quote
+    batch.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "model"
+    with pytest.raises(ValueError, match=r"wx-ch13-1-c0: an annotation is malformed.*'quote'.*check_batch"):
+        TR.run_training(out, root, grid=TINY_GRID, log=lambda _: None)
+    assert not out.exists()
+
+
 @pytest.fixture
 def model_copy(tmp_path: Path) -> Path:
     d = tmp_path / "trained"

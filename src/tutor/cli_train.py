@@ -31,7 +31,7 @@ def train(
     target = out_dir or TRAINED_DIR
     try:
         record = run_training(target, root, evaluate_tests=not no_test, log=out.print)
-    except GraderUnavailable as e:
+    except (GraderUnavailable, ValueError) as e:  # ValueError: bad labeled data, named by file/row
         fail(str(e))
     md = write_model_card_md(target)
     out.print(f"model written to {target} ({record['train_seconds']} s); model card: {md}")

@@ -309,7 +309,14 @@ def pair_data(rows: Sequence[LabeledRow], bank: QuestionBank, grader: EmbeddingG
         if got is None:
             continue
         units, feats = got
-        y = pair_labels(q, units, r.annotations)
+        try:
+            y = pair_labels(q, units, r.annotations)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(
+                f"{r.id}: an annotation is malformed ({type(e).__name__}: {e}); each needs a 'quote' string and "
+                "lists 'states', 'contradicts', 'holds' (evals/writers/README.md). Check the batch with "
+                "`python3 evals/writers/check_batch.py FILE`"
+            ) from e
         xs.append(feats.reshape(-1, feats.shape[-1]))
         ys.append(y.reshape(-1))
         gs += [r.group] * y.size
